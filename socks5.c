@@ -1,0 +1,2426 @@
+/*
+ * socks5.c - a SOCKS Protocol Version 5 server (RFC 1928, RFC 1929)
+ *
+ * One process, one poll() loop, a session table and a pollfd array sized
+ * once at startup, a state machine per session, non-blocking sockets, and
+ * no heap allocation after startup. Name lookups run in a few helper
+ * processes forked at startup that answer over pipes, so a slow resolver
+ * never stalls the loop.
+ *
+ * Data is read into one shared scratch buffer and written straight to the
+ * other side; only what that side cannot take yet is kept, in a spill
+ * buffer borrowed from a pool allocated at startup and returned as soon as
+ * it drains. An idle session holds no buffer at all.
+ *
+ * The file reads from top to bottom: tunables, compat, types, globals,
+ * logging, helpers, users, the buffer pool, the protocol parsers, the
+ * resolver, sessions, the states, the loop, startup, the API, main().
+ */
+
+#define _XOPEN_SOURCE 600	/* POSIX.1-2001 with XSI: the only one */
+
+#include <sys/types.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "socks5.h"
+
+/* ------------------------------------------------------------------ */
+/* Tunables: every compile-time limit, each overridable with -D.       */
+
+#ifndef SOCKS5_BUFSIZE
+#define SOCKS5_BUFSIZE		16384	/* scratch and spill buffer bytes */
+#endif
+#ifndef SOCKS5_MAXSESS
+#define SOCKS5_MAXSESS		1024	/* default session table (-c) */
+#endif
+#ifndef SOCKS5_POOL_DIV
+#define SOCKS5_POOL_DIV		4	/* spill buffers = sessions / this */
+#endif
+#ifndef SOCKS5_POOL_MIN
+#define SOCKS5_POOL_MIN		8	/* ... but at least this many */
+#endif
+#ifndef SOCKS5_RESOLVERS
+#define SOCKS5_RESOLVERS	4	/* resolver helper processes */
+#endif
+#ifndef SOCKS5_MAXADDR
+#define SOCKS5_MAXADDR		8	/* addresses tried per destination */
+#endif
+#ifndef SOCKS5_MAXUSERS
+#define SOCKS5_MAXUSERS		128	/* entries in the user file */
+#endif
+#ifndef SOCKS5_HANDSHAKE_SECS
+#define SOCKS5_HANDSHAKE_SECS	30	/* greeting to reply, and connect */
+#endif
+#ifndef SOCKS5_IDLE_SECS
+#define SOCKS5_IDLE_SECS	3600	/* default idle timeout (-t) */
+#endif
+#ifndef SOCKS5_LINGER_MS
+#define SOCKS5_LINGER_MS	2000	/* drain time after a final reply */
+#endif
+#ifndef SOCKS5_BACKLOG
+#define SOCKS5_BACKLOG		128	/* listen() backlog */
+#endif
+#ifndef SOCKS5_PUMP_ROUNDS
+#define SOCKS5_PUMP_ROUNDS	4	/* reads per wakeup while both flow */
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Compat: a few shims keyed on what the system has.                   */
+
+#ifndef EWOULDBLOCK
+#define EWOULDBLOCK EAGAIN
+#endif
+#ifndef SHUT_WR
+#define SHUT_WR 1
+#endif
+
+/* setgroups() is not POSIX; the strict headers hide it. */
+extern int setgroups(size_t, const gid_t *);
+
+#define AGAIN(e)	((e) == EAGAIN || (e) == EWOULDBLOCK || (e) == EINTR)
+
+/* ------------------------------------------------------------------ */
+/* Types.                                                              */
+
+/* A socket address of either family, small enough to keep many of. */
+union sockaddr_any {
+	struct sockaddr		sa;
+	struct sockaddr_in	sin;
+	struct sockaddr_in6	sin6;
+};
+
+enum state {
+	S_FREE,		/* slot unused */
+	S_GREETING,	/* waiting for the method selection message */
+	S_AUTH,		/* waiting for the RFC 1929 request */
+	S_REQUEST,	/* waiting for the SOCKS request */
+	S_RESOLVE,	/* a resolver helper is looking up the name */
+	S_CONNECT,	/* non-blocking connect in progress */
+	S_RELAY,	/* moving data both ways */
+	S_CLOSING,	/* flushing a final reply */
+	S_LINGER,	/* reply sent, write side shut, draining input */
+	S_DONE		/* to be freed by the loop */
+};
+
+/* One direction of a relay: bytes that the sink has not taken yet. */
+struct flow {
+	int		buf;	/* spill buffer index, -1 when none */
+	unsigned	off;	/* first pending byte in the buffer */
+	unsigned	len;	/* pending bytes */
+	unsigned char	eof;	/* the source has said EOF */
+	unsigned char	shut;	/* the sink's write side is shut down */
+	unsigned char	full;	/* the sink is full: wait for POLLOUT */
+	double		bytes;	/* bytes delivered to the sink */
+};
+
+struct session {
+	enum state	state;
+	unsigned	gen;		/* bumped each time the slot is used */
+	int		cfd;		/* client, read side */
+	int		cwfd;		/* client, write side (fd 1 in inetd) */
+	int		rfd;		/* remote socket */
+	int		apos;		/* position in the active list */
+	int		pi[3];		/* pollfd index of cfd, cwfd, rfd */
+	unsigned long	start;		/* ms clock at accept */
+	unsigned long	deadline;	/* ms clock */
+	struct flow	up;		/* client to remote */
+	struct flow	down;		/* remote to client */
+	unsigned char	out[32];	/* handshake replies not yet written */
+	unsigned	outlen;
+	unsigned char	method;		/* chosen method, 0xff before */
+	unsigned char	cmd;		/* request command, 0 before */
+	unsigned char	queued;		/* lookup waiting for the pipe */
+	unsigned char	naddr;		/* destination addresses ... */
+	unsigned char	nextaddr;	/* ... and the next one to try */
+	unsigned char	afam[SOCKS5_MAXADDR];
+	unsigned char	aaddr[SOCKS5_MAXADDR][16];
+	unsigned short	dport;		/* destination port */
+	int		lasterr;	/* errno of the last failed connect */
+	const char	*result;	/* what is logged when it ends */
+	union sockaddr_any peer;	/* the client's address */
+	char		dname[256];	/* destination, as text */
+	char		user[256];	/* authenticated user, or "" */
+};
+
+/* Resolver pipe records; both ends are this same program. */
+struct lookup_req {
+	unsigned	slot;
+	unsigned	gen;
+	int		family;		/* AF_UNSPEC, AF_INET or AF_INET6 */
+	char		name[256];
+};
+
+struct lookup_ans {
+	unsigned	slot;
+	unsigned	gen;
+	int		naddr;		/* 0: the name did not resolve */
+	unsigned char	afam[SOCKS5_MAXADDR];
+	unsigned char	aaddr[SOCKS5_MAXADDR][16];
+};
+
+struct user {
+	unsigned char	ulen;
+	unsigned char	plen;
+	unsigned char	name[255];
+	unsigned char	pass[255];
+};
+
+/* ------------------------------------------------------------------ */
+/* Globals: the configuration and everything allocated at startup.     */
+
+static struct socks5_config conf;
+static int		 handshake_ms;	/* greeting .. reply, and connect */
+static unsigned long	 now;		/* ms clock, updated every pass */
+
+static struct session	*sess;		/* the table */
+static int		 nsess;
+static int		*freelist;	/* free slots, a stack */
+static int		 nfree;
+static int		*active;	/* slots in use, in no order */
+static int		 nactive;
+static int		*polled;	/* sessions in this pass's poll set */
+static int		 npolled;
+
+static struct pollfd	*pfd;		/* the poll set, rebuilt each pass */
+static int		 npfd;
+
+static unsigned char	*pool;		/* spill buffers */
+static int		*poolfree;
+static int		 npoolfree;
+
+static unsigned char	 scratch[SOCKS5_BUFSIZE];
+
+static struct user	*users[2];	/* current and reload tables */
+static int		 nusers[2];
+static int		 ucur;
+
+static int		 lfd = -1;	/* listener */
+static int		 spare_fd = -1;	/* kept to refuse clients at EMFILE */
+static unsigned long	 listen_resume;	/* listener paused until then */
+static int		 listen_paused;
+static int		 full_logged;	/* "table full" said for this burst */
+
+static int		 rq_fd = -1;	/* lookup requests, to the helpers */
+static int		 ra_fd = -1;	/* lookup answers, from the helpers */
+static int		 rq_read = -1;	/* helpers' end of the request pipe */
+static int		 ra_write = -1;	/* helpers' end of the answer pipe */
+static pid_t		 resolver[SOCKS5_RESOLVERS];
+static int		 nresolvers;
+static int		 nqueued;	/* lookups waiting for the pipe */
+
+static int		 users_unreadable; /* startup failed on the -u file */
+
+static int		 sig_pipe[2] = { -1, -1 };
+static volatile sig_atomic_t got_term, got_hup, got_chld;
+
+/* ------------------------------------------------------------------ */
+/* Logging: one line each, "socks5: " first, to stderr or syslog.      */
+
+static void
+logmsg(int prio, const char *fmt, ...)
+{
+	char	 line[1200];
+	va_list	 ap;
+	int	 n;
+
+	if (prio == LOG_DEBUG && conf.verbose < 2)
+		return;
+	memcpy(line, "socks5: ", 8);
+	va_start(ap, fmt);
+	n = vsnprintf(line + 8, sizeof(line) - 9, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if (n > (int)sizeof(line) - 10)
+		n = (int)sizeof(line) - 10;
+	if (conf.log == SOCKS5_LOG_SYSLOG) {
+		line[8 + n] = '\0';
+		syslog(prio, "%s", line + 8);
+	} else {
+		line[8 + n] = '\n';
+		(void)write(2, line, (size_t)n + 9);
+	}
+}
+
+/* Copy untrusted bytes for a log line: non-printables become \xHH. */
+static char *
+escape(char *dst, size_t size, const char *src, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t	 i, o;
+	int	 c;
+
+	for (i = o = 0; i < n && o + 5 < size; i++) {
+		c = (unsigned char)src[i];
+		if (c >= 0x20 && c < 0x7f && c != '\\') {
+			dst[o++] = (char)c;
+		} else {
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[c >> 4];
+			dst[o++] = hex[c & 15];
+		}
+	}
+	dst[o] = '\0';
+	return dst;
+}
+
+/* ------------------------------------------------------------------ */
+/* Small helpers: the clock, descriptors, addresses.                   */
+
+static unsigned long
+clock_ms(void)
+{
+#if defined(CLOCK_MONOTONIC)
+	struct timespec	 ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
+		return (unsigned long)ts.tv_sec * 1000UL +
+		    (unsigned long)(ts.tv_nsec / 1000000L);
+#endif
+	{
+		struct timeval	 tv;
+
+		gettimeofday(&tv, NULL);
+		return (unsigned long)tv.tv_sec * 1000UL +
+		    (unsigned long)(tv.tv_usec / 1000L);
+	}
+}
+
+/* Is deadline a at or before time b, on a clock that wraps? */
+#define DUE(a, b)	((long)((a) - (b)) <= 0)
+
+static int
+set_nonblock(int fd)
+{
+	int	 fl;
+
+	if ((fl = fcntl(fd, F_GETFL)) == -1)
+		return -1;
+	return fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static void
+set_cloexec(int fd)
+{
+	int	 fl;
+
+	if ((fl = fcntl(fd, F_GETFD)) != -1)
+		(void)fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+}
+
+static void
+set_nodelay(int fd)
+{
+	int	 one = 1;
+
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static void
+close_fd(int *fd)
+{
+	if (*fd >= 0)
+		(void)close(*fd);
+	*fd = -1;
+}
+
+/* Parse an IPv4 or IPv6 literal with a port into a socket address. */
+static int
+addr_parse(union sockaddr_any *a, socklen_t *len, const char *s, int port)
+{
+	memset(a, 0, sizeof(*a));
+	if (inet_pton(AF_INET, s, &a->sin.sin_addr) == 1) {
+		a->sin.sin_family = AF_INET;
+		a->sin.sin_port = htons((unsigned short)port);
+		*len = sizeof(a->sin);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, &a->sin6.sin6_addr) == 1) {
+		a->sin6.sin6_family = AF_INET6;
+		a->sin6.sin6_port = htons((unsigned short)port);
+		*len = sizeof(a->sin6);
+		return 0;
+	}
+	return -1;
+}
+
+/* Build a socket address from family, raw address bytes and port. */
+static socklen_t
+addr_make(union sockaddr_any *a, int fam, const unsigned char *raw,
+    unsigned port)
+{
+	memset(a, 0, sizeof(*a));
+	if (fam == AF_INET) {
+		a->sin.sin_family = AF_INET;
+		memcpy(&a->sin.sin_addr, raw, 4);
+		a->sin.sin_port = htons((unsigned short)port);
+		return sizeof(a->sin);
+	}
+	a->sin6.sin6_family = AF_INET6;
+	memcpy(&a->sin6.sin6_addr, raw, 16);
+	a->sin6.sin6_port = htons((unsigned short)port);
+	return sizeof(a->sin6);
+}
+
+/* "1.2.3.4:80" or "[::1]:80"; "-" for anything else. */
+static char *
+addr_str(char *buf, size_t size, const union sockaddr_any *a)
+{
+	char	 host[INET6_ADDRSTRLEN];
+
+	if (a->sa.sa_family == AF_INET &&
+	    inet_ntop(AF_INET, &a->sin.sin_addr, host, sizeof(host)))
+		(void)sprintf(buf, "%s:%u", host,
+		    (unsigned)ntohs(a->sin.sin_port));
+	else if (a->sa.sa_family == AF_INET6 && size >= 56 &&
+	    inet_ntop(AF_INET6, &a->sin6.sin6_addr, host, sizeof(host)))
+		(void)sprintf(buf, "[%s]:%u", host,
+		    (unsigned)ntohs(a->sin6.sin6_port));
+	else
+		(void)strcpy(buf, "-");
+	return buf;
+}
+
+/* ------------------------------------------------------------------ */
+/* Users: the -u file, read into fixed storage at startup and on HUP.  */
+
+/* Parse one "user:password" line into u; -1 when it is malformed. */
+static int
+user_parse(struct user *u, const char *line, size_t n)
+{
+	const char	*colon;
+	size_t		 ulen, plen;
+
+	colon = memchr(line, ':', n);
+	if (colon == NULL)
+		return -1;
+	ulen = (size_t)(colon - line);
+	plen = n - ulen - 1;
+	if (ulen < 1 || ulen > 255 || plen < 1 || plen > 255)
+		return -1;
+	memset(u, 0, sizeof(*u));
+	u->ulen = (unsigned char)ulen;
+	u->plen = (unsigned char)plen;
+	memcpy(u->name, line, ulen);
+	memcpy(u->pass, colon + 1, plen);
+	return 0;
+}
+
+/*
+ * Read the user file into table t with read(2) and a fixed line buffer:
+ * no stdio, no allocation. Returns the number of users, or -1 with a
+ * reason in why.
+ */
+static int
+users_read(const char *path, struct user *t, const char **why, int *lineno)
+{
+	char		 chunk[4096], line[520];
+	size_t		 len = 0;
+	ssize_t		 n, i;
+	int		 fd, count = 0, toolong = 0;
+
+	*lineno = 0;
+	if ((fd = open(path, O_RDONLY)) == -1) {
+		*why = strerror(errno);
+		return -1;
+	}
+	for (;;) {
+		n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			*why = strerror(errno);
+			(void)close(fd);
+			return -1;
+		}
+		for (i = 0; i < n || (n == 0 && (len > 0 || toolong)); i++) {
+			if (n > 0 && chunk[i] != '\n') {
+				if (len < sizeof(line))
+					line[len++] = chunk[i];
+				else
+					toolong = 1;
+				continue;
+			}
+			++*lineno;
+			if (len > 0 && line[len - 1] == '\r')
+				len--;
+			if (toolong) {
+				*why = "line too long";
+				goto bad;
+			}
+			if (len > 0 && line[0] != '#') {
+				if (count == SOCKS5_MAXUSERS) {
+					*why = "too many users";
+					goto bad;
+				}
+				if (user_parse(&t[count], line, len) == -1) {
+					*why = "not user:password (1..255 bytes each)";
+					goto bad;
+				}
+				count++;
+			}
+			len = 0;
+			if (n == 0)
+				break;
+		}
+		if (n == 0)
+			break;
+	}
+	(void)close(fd);
+	memset(line, 0, sizeof(line));
+	memset(chunk, 0, sizeof(chunk));
+	return count;
+bad:
+	(void)close(fd);
+	memset(line, 0, sizeof(line));
+	memset(chunk, 0, sizeof(chunk));
+	return -1;
+}
+
+/* Load the file into the spare table and make it current. */
+static int
+users_load(int startup)
+{
+	const char	*why = NULL;
+	int		 spare = !ucur, n, lineno;
+
+	n = users_read(conf.user_file, users[spare], &why, &lineno);
+	if (n < 0) {
+		if (lineno > 0)
+			logmsg(LOG_ERR, "%s%s line %d: %s", startup ? "fatal: " :
+			    "reload failed: ", conf.user_file, lineno, why);
+		else
+			logmsg(LOG_ERR, "%s%s: %s", startup ? "fatal: " :
+			    "reload failed: ", conf.user_file, why);
+		return -1;
+	}
+	memset(users[ucur], 0, sizeof(struct user) * SOCKS5_MAXUSERS);
+	ucur = spare;
+	nusers[ucur] = n;
+	if (!startup)
+		logmsg(LOG_NOTICE, "reloaded %d users from %s", n,
+		    conf.user_file);
+	return 0;
+}
+
+/* Compare in time that depends only on the table size, not the data. */
+static int
+users_check(const unsigned char *name, unsigned ulen,
+    const unsigned char *pass, unsigned plen)
+{
+	unsigned char	 n[255], p[255];
+	const struct user *u;
+	unsigned	 diff, i;
+	int		 k, ok = 0;
+
+	memset(n, 0, sizeof(n));
+	memset(p, 0, sizeof(p));
+	memcpy(n, name, ulen);
+	memcpy(p, pass, plen);
+	for (k = 0; k < nusers[ucur]; k++) {
+		u = &users[ucur][k];
+		diff = (u->ulen ^ ulen) | (u->plen ^ plen);
+		for (i = 0; i < 255; i++)
+			diff |= (unsigned)(u->name[i] ^ n[i]) |
+			    (unsigned)(u->pass[i] ^ p[i]);
+		ok |= (diff == 0);
+	}
+	memset(p, 0, sizeof(p));
+	return ok;
+}
+
+/* ------------------------------------------------------------------ */
+/* Spill buffer pool: lent while a sink is backed up.                  */
+
+#define BUF(i)	(pool + (size_t)(i) * SOCKS5_BUFSIZE)
+
+static int
+buf_get(void)
+{
+	return npoolfree > 0 ? poolfree[--npoolfree] : -1;
+}
+
+static void
+buf_put(struct flow *f)
+{
+	if (f->buf >= 0)
+		poolfree[npoolfree++] = f->buf;
+	f->buf = -1;
+	f->off = f->len = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Protocol parsers: pure functions over bytes received so far.        */
+/* Each returns 0 for "need more", a negative PARSE_ code, or the      */
+/* length of the complete message.                                     */
+
+#define PARSE_BADVER	(-1)	/* wrong version: close, no reply */
+#define PARSE_BADATYP	(-2)	/* unknown address type: REP 08 */
+
+/* VER NMETHODS METHODS[NMETHODS] */
+static int
+greeting_parse(const unsigned char *p, size_t n)
+{
+	if (n < 1)
+		return 0;
+	if (p[0] != SOCKS5_VERSION)
+		return PARSE_BADVER;
+	if (n < 2 || n < 2 + (size_t)p[1])
+		return 0;
+	return 2 + p[1];
+}
+
+/* Pick the method we want from a complete greeting, or 0xff. */
+static int
+greeting_method(const unsigned char *p, int want)
+{
+	int	 i;
+
+	for (i = 0; i < p[1]; i++)
+		if (p[2 + i] == want)
+			return want;
+	return SOCKS5_METHOD_REJECT;
+}
+
+struct credentials {
+	const unsigned char *name;
+	unsigned	 ulen;
+	const unsigned char *pass;
+	unsigned	 plen;
+};
+
+/* VER ULEN UNAME[ULEN] PLEN PASSWD[PLEN] */
+static int
+auth_parse(const unsigned char *p, size_t n, struct credentials *c)
+{
+	size_t	 ulen, plen;
+
+	if (n < 1)
+		return 0;
+	if (p[0] != SOCKS5_AUTH_VERSION)
+		return PARSE_BADVER;
+	if (n < 2)
+		return 0;
+	ulen = p[1];
+	if (n < 3 + ulen)
+		return 0;
+	plen = p[2 + ulen];
+	if (n < 3 + ulen + plen)
+		return 0;
+	c->name = p + 2;
+	c->ulen = (unsigned)ulen;
+	c->pass = p + 3 + ulen;
+	c->plen = (unsigned)plen;
+	return (int)(3 + ulen + plen);
+}
+
+struct request {
+	unsigned char	 cmd;
+	unsigned char	 atyp;
+	unsigned char	 addr[16];	/* IPv4 or IPv6 */
+	unsigned char	 namelen;
+	char		 name[256];	/* DOMAINNAME, NUL added */
+	unsigned	 port;
+};
+
+/* VER CMD RSV ATYP DST.ADDR DST.PORT */
+static int
+request_parse(const unsigned char *p, size_t n, struct request *r)
+{
+	size_t	 alen, need;
+
+	if (n < 1)
+		return 0;
+	if (p[0] != SOCKS5_VERSION)
+		return PARSE_BADVER;
+	if (n < 4)
+		return 0;
+	switch (p[3]) {
+	case SOCKS5_ATYP_IPV4:
+		alen = 4;
+		break;
+	case SOCKS5_ATYP_IPV6:
+		alen = 16;
+		break;
+	case SOCKS5_ATYP_DOMAIN:
+		if (n < 5)
+			return 0;
+		alen = 1 + (size_t)p[4];
+		break;
+	default:
+		return PARSE_BADATYP;
+	}
+	need = 4 + alen + 2;
+	if (n < need)
+		return 0;
+	memset(r, 0, sizeof(*r));
+	r->cmd = p[1];
+	r->atyp = p[3];
+	if (p[3] == SOCKS5_ATYP_DOMAIN) {
+		r->namelen = p[4];
+		memcpy(r->name, p + 5, r->namelen);
+		r->name[r->namelen] = '\0';
+	} else {
+		memcpy(r->addr, p + 4, alen);
+	}
+	r->port = ((unsigned)p[4 + alen] << 8) | p[5 + alen];
+	return (int)need;
+}
+
+/* Write a reply: VER REP RSV ATYP BND.ADDR BND.PORT; returns its size. */
+static size_t
+reply_build(unsigned char *p, int rep, const union sockaddr_any *a)
+{
+	unsigned	 port = 0;
+	size_t		 n;
+
+	p[0] = SOCKS5_VERSION;
+	p[1] = (unsigned char)rep;
+	p[2] = 0;
+	if (a != NULL && a->sa.sa_family == AF_INET6) {
+		p[3] = SOCKS5_ATYP_IPV6;
+		memcpy(p + 4, &a->sin6.sin6_addr, 16);
+		port = ntohs(a->sin6.sin6_port);
+		n = 20;
+	} else {
+		p[3] = SOCKS5_ATYP_IPV4;
+		memset(p + 4, 0, 4);
+		if (a != NULL && a->sa.sa_family == AF_INET) {
+			memcpy(p + 4, &a->sin.sin_addr, 4);
+			port = ntohs(a->sin.sin_port);
+		}
+		n = 8;
+	}
+	p[n] = (unsigned char)(port >> 8);
+	p[n + 1] = (unsigned char)(port & 0xff);
+	return n + 2;
+}
+
+/* ------------------------------------------------------------------ */
+/* errno to REP, one table; and REP names for the log.                 */
+
+static const struct {
+	int		 err;
+	unsigned char	 rep;
+} errno_rep[] = {
+	{ ECONNREFUSED,	SOCKS5_REP_REFUSED },
+	{ ENETUNREACH,	SOCKS5_REP_NET_UNREACHABLE },
+	{ ENETDOWN,	SOCKS5_REP_NET_UNREACHABLE },
+	{ EHOSTUNREACH,	SOCKS5_REP_HOST_UNREACHABLE },
+	{ ETIMEDOUT,	SOCKS5_REP_TTL_EXPIRED },
+	{ EAFNOSUPPORT,	SOCKS5_REP_ATYP_UNSUPPORTED },
+	{ EACCES,	SOCKS5_REP_NOT_ALLOWED },
+	{ EPERM,	SOCKS5_REP_NOT_ALLOWED }
+};
+
+static int
+rep_from_errno(int e)
+{
+	size_t	 i;
+
+	for (i = 0; i < sizeof(errno_rep) / sizeof(errno_rep[0]); i++)
+		if (errno_rep[i].err == e)
+			return errno_rep[i].rep;
+	return SOCKS5_REP_FAILURE;
+}
+
+static const char *const rep_name[] = {
+	"succeeded", "general-failure", "not-allowed", "net-unreachable",
+	"host-unreachable", "conn-refused", "ttl-expired",
+	"cmd-unsupported", "atyp-unsupported"
+};
+
+/* ------------------------------------------------------------------ */
+/* Resolver: getaddrinfo in helper processes, fixed records on pipes.  */
+/* In single-session mode (inetd, socks5_serve_fd) lookups block.      */
+
+static void
+lookup(const struct lookup_req *q, struct lookup_ans *a)
+{
+	struct addrinfo	 hints, *res, *ai;
+	int		 n = 0;
+
+	memset(a, 0, sizeof(*a));
+	a->slot = q->slot;
+	a->gen = q->gen;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = q->family;
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(q->name, NULL, &hints, &res) != 0)
+		return;
+	for (ai = res; ai != NULL && n < SOCKS5_MAXADDR; ai = ai->ai_next) {
+		if (ai->ai_family == AF_INET) {
+			a->afam[n] = AF_INET;
+			memcpy(a->aaddr[n++],
+			    &((struct sockaddr_in *)(void *)ai->ai_addr)->sin_addr, 4);
+		} else if (ai->ai_family == AF_INET6) {
+			a->afam[n] = AF_INET6;
+			memcpy(a->aaddr[n++],
+			    &((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_addr,
+			    16);
+		}
+	}
+	a->naddr = n;
+	freeaddrinfo(res);
+}
+
+/* A helper's life: read a request, look it up, write the answer. */
+static void
+resolver_main(void)
+{
+	struct lookup_req	 q;
+	struct lookup_ans	 a;
+	ssize_t			 n;
+
+	for (;;) {
+		n = read(rq_read, &q, sizeof(q));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != (ssize_t)sizeof(q))
+			_exit(0);
+		q.name[sizeof(q.name) - 1] = '\0';
+		lookup(&q, &a);
+		while (write(ra_write, &a, sizeof(a)) < 0 && errno == EINTR)
+			;
+	}
+}
+
+/* Fork helper i; the child keeps only its two pipe ends. */
+static int
+resolver_spawn(int i)
+{
+	pid_t	 pid;
+	int	 k;
+
+	if ((pid = fork()) == -1)
+		return -1;
+	if (pid > 0) {
+		resolver[i] = pid;
+		return 0;
+	}
+	(void)signal(SIGHUP, SIG_IGN);
+	(void)signal(SIGINT, SIG_IGN);
+	(void)signal(SIGTERM, SIG_DFL);
+	(void)signal(SIGCHLD, SIG_DFL);
+	close_fd(&lfd);
+	close_fd(&spare_fd);
+	close_fd(&rq_fd);
+	close_fd(&ra_fd);
+	close_fd(&sig_pipe[0]);
+	close_fd(&sig_pipe[1]);
+	for (k = 0; k < nactive; k++) {
+		close_fd(&sess[active[k]].cfd);
+		close_fd(&sess[active[k]].cwfd);
+		close_fd(&sess[active[k]].rfd);
+	}
+	resolver_main();
+	_exit(0);
+	return 0;
+}
+
+static int
+resolvers_start(void)
+{
+	int	 rq[2], ra[2], i;
+
+	if (pipe(rq) == -1 || pipe(ra) == -1)
+		return -1;
+	rq_read = rq[0];
+	rq_fd = rq[1];
+	ra_fd = ra[0];
+	ra_write = ra[1];
+	(void)set_nonblock(rq_fd);
+	(void)set_nonblock(ra_fd);
+	set_cloexec(rq_fd);
+	set_cloexec(ra_fd);
+	for (i = 0; i < SOCKS5_RESOLVERS; i++)
+		if (resolver_spawn(i) == -1)
+			return -1;
+	nresolvers = SOCKS5_RESOLVERS;
+	return 0;
+}
+
+/* Reap helpers that died and start new ones in their place. */
+static void
+resolvers_reap(void)
+{
+	pid_t	 pid;
+	int	 i, status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		for (i = 0; i < nresolvers; i++)
+			if (resolver[i] == pid) {
+				logmsg(LOG_WARNING, "warning: resolver %ld "
+				    "died, restarting it", (long)pid);
+				if (resolver_spawn(i) == -1)
+					logmsg(LOG_ERR, "fork: %s",
+					    strerror(errno));
+			}
+}
+
+/* ------------------------------------------------------------------ */
+/* Sessions: the table, its free list and the active list.             */
+
+static void	session_fail(struct session *, int);
+static void	connect_next(struct session *);
+static void	lookup_answer(struct session *, const struct lookup_ans *);
+
+static struct session *
+session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
+{
+	struct session	*s;
+	int		 slot;
+
+	if (nfree == 0)
+		return NULL;
+	slot = freelist[--nfree];
+	s = &sess[slot];
+	memset(&s->up, 0, sizeof(s->up));
+	memset(&s->down, 0, sizeof(s->down));
+	s->up.buf = s->down.buf = -1;
+	s->gen++;
+	s->cfd = cfd;
+	s->cwfd = cwfd;
+	s->rfd = -1;
+	s->start = now;
+	s->deadline = now + (unsigned long)handshake_ms;
+	s->outlen = 0;
+	s->method = SOCKS5_METHOD_REJECT;
+	s->cmd = 0;
+	s->queued = 0;
+	s->naddr = s->nextaddr = 0;
+	s->lasterr = 0;
+	s->result = "closed";
+	s->dname[0] = s->user[0] = '\0';
+	s->dport = 0;
+	memset(&s->peer, 0, sizeof(s->peer));
+	if (peer != NULL && plen <= (socklen_t)sizeof(s->peer) &&
+	    (peer->sa_family == AF_INET || peer->sa_family == AF_INET6))
+		memcpy(&s->peer, peer, (size_t)plen);
+	s->state = S_GREETING;
+	s->apos = nactive;
+	active[nactive++] = slot;
+	return s;
+}
+
+static void
+session_log(const struct session *s)
+{
+	char		 peer[64], dst[1100], user[1100];
+	const char	*method, *cmd;
+	unsigned long	 ms = now - s->start;
+
+	if (conf.verbose < 1)
+		return;
+	method = s->method == SOCKS5_METHOD_NONE ? "none" :
+	    s->method == SOCKS5_METHOD_USERPASS ? "userpass" : "-";
+	cmd = s->cmd == SOCKS5_CMD_CONNECT ? "connect" :
+	    s->cmd == SOCKS5_CMD_BIND ? "bind" :
+	    s->cmd == SOCKS5_CMD_UDP ? "udp" : "-";
+	(void)strcpy(dst, "-");
+	if (s->cmd != 0) {
+		(void)escape(dst, sizeof(dst) - 8, s->dname, strlen(s->dname));
+		(void)sprintf(dst + strlen(dst), ":%u", s->dport);
+	}
+	if (s->user[0] != '\0')
+		(void)escape(user, sizeof(user), s->user, strlen(s->user));
+	else
+		(void)strcpy(user, "-");
+	logmsg(LOG_INFO, "session %s method=%s user=%s cmd=%s dst=%s "
+	    "result=%s up=%.0f down=%.0f time=%lu.%03lus",
+	    addr_str(peer, sizeof(peer), &s->peer), method, user, cmd, dst,
+	    s->result, s->up.bytes, s->down.bytes, ms / 1000, ms % 1000);
+}
+
+static void
+session_free(struct session *s)
+{
+	int	 slot = (int)(s - sess);
+
+	session_log(s);
+	if (s->cwfd != s->cfd)
+		close_fd(&s->cwfd);
+	close_fd(&s->cfd);
+	s->cwfd = -1;
+	close_fd(&s->rfd);
+	buf_put(&s->up);
+	buf_put(&s->down);
+	if (s->queued)
+		nqueued--;
+	s->queued = 0;
+	s->state = S_FREE;
+	memset(s->user, 0, sizeof(s->user));
+	active[s->apos] = active[--nactive];
+	sess[active[s->apos]].apos = s->apos;
+	freelist[nfree++] = slot;
+	full_logged = 0;
+	listen_paused = 0;
+}
+
+static void
+session_end(struct session *s, const char *why)
+{
+	s->result = why;
+	s->state = S_DONE;
+}
+
+/* ------------------------------------------------------------------ */
+/* Replies to the client during the handshake.                         */
+
+/* Write what is queued; -1 when the client is gone. */
+static int
+reply_flush(struct session *s)
+{
+	ssize_t	 n;
+
+	while (s->outlen > 0) {
+		n = write(s->cwfd, s->out, s->outlen);
+		if (n < 0)
+			return AGAIN(errno) ? 0 : -1;
+		memmove(s->out, s->out + n, s->outlen - (size_t)n);
+		s->outlen -= (unsigned)n;
+	}
+	return 0;
+}
+
+static void
+reply_send(struct session *s, const unsigned char *p, size_t n)
+{
+	memcpy(s->out + s->outlen, p, n);
+	s->outlen += (unsigned)n;
+	if (reply_flush(s) == -1)
+		session_end(s, "client-gone");
+}
+
+/* Shut the client's write side; fd 1 under tcpserver may be a pipe. */
+static void
+client_shutdown(struct session *s)
+{
+	if (shutdown(s->cwfd, SHUT_WR) == -1 && s->cwfd != s->cfd)
+		close_fd(&s->cwfd);
+}
+
+/* Enter the lingering close: the final reply is out, drain input. */
+static void
+linger_start(struct session *s)
+{
+	buf_put(&s->up);
+	buf_put(&s->down);
+	close_fd(&s->rfd);
+	client_shutdown(s);
+	s->state = S_LINGER;
+	s->deadline = now + SOCKS5_LINGER_MS;
+}
+
+/* Send a final message (05 FF, 01 01, or a failure reply), then close. */
+static void
+session_close_with(struct session *s, const unsigned char *p, size_t n)
+{
+	buf_put(&s->up);
+	close_fd(&s->rfd);
+	if (s->queued) {
+		s->queued = 0;
+		nqueued--;
+	}
+	reply_send(s, p, n);
+	if (s->state == S_DONE)
+		return;
+	s->state = S_CLOSING;
+	s->deadline = now + SOCKS5_LINGER_MS;
+	if (s->outlen == 0)
+		linger_start(s);
+}
+
+static void
+session_fail(struct session *s, int rep)
+{
+	unsigned char	 r[22];
+
+	s->result = rep_name[rep];
+	session_close_with(s, r, reply_build(r, rep, NULL));
+}
+
+/* ------------------------------------------------------------------ */
+/* Handshake states. Each parses one complete message from p and       */
+/* returns its length, or 0 when it needs more or ended the session.   */
+
+/* S_GREETING: nothing has been answered yet. */
+static int
+st_greeting(struct session *s, const unsigned char *p, size_t n)
+{
+	unsigned char	 r[2];
+	int		 len, want;
+
+	len = greeting_parse(p, n);
+	if (len == PARSE_BADVER) {
+		session_end(s, "bad-version");
+		return 0;
+	}
+	if (len == 0)
+		return 0;
+	want = conf.user_file ? SOCKS5_METHOD_USERPASS : SOCKS5_METHOD_NONE;
+	s->method = (unsigned char)greeting_method(p, want);
+	r[0] = SOCKS5_VERSION;
+	r[1] = s->method;
+	if (s->method == SOCKS5_METHOD_REJECT) {
+		s->result = "no-method";
+		session_close_with(s, r, 2);
+		return 0;
+	}
+	s->state = s->method == SOCKS5_METHOD_USERPASS ? S_AUTH : S_REQUEST;
+	reply_send(s, r, 2);
+	return len;
+}
+
+/* S_AUTH: method 02 was chosen; the RFC 1929 request is due. */
+static int
+st_auth(struct session *s, const unsigned char *p, size_t n)
+{
+	static const unsigned char ok[2] = { SOCKS5_AUTH_VERSION, 0 };
+	static const unsigned char no[2] = { SOCKS5_AUTH_VERSION, 1 };
+	struct credentials	 c;
+	char			 peer[64], name[1100];
+	int			 len;
+
+	len = auth_parse(p, n, &c);
+	if (len == PARSE_BADVER) {
+		session_end(s, "bad-version");
+		return 0;
+	}
+	if (len == 0)
+		return 0;
+	if (!users_check(c.name, c.ulen, c.pass, c.plen)) {
+		logmsg(LOG_WARNING, "auth failed client=%s user=%s",
+		    addr_str(peer, sizeof(peer), &s->peer),
+		    escape(name, sizeof(name), (const char *)c.name, c.ulen));
+		s->result = "auth-failed";
+		memcpy(s->user, c.name, c.ulen);
+		s->user[c.ulen] = '\0';
+		session_close_with(s, no, 2);
+		return 0;
+	}
+	memcpy(s->user, c.name, c.ulen);
+	s->user[c.ulen] = '\0';
+	s->state = S_REQUEST;
+	reply_send(s, ok, 2);
+	return len;
+}
+
+/* Outgoing family allowed by -4/-6 and by the -b address? */
+static int
+family_allowed(int fam)
+{
+	static union sockaddr_any b;
+	static socklen_t blen;
+
+	if (conf.family == 4 && fam != AF_INET)
+		return 0;
+	if (conf.family == 6 && fam != AF_INET6)
+		return 0;
+	if (conf.bind_addr != NULL) {
+		if (blen == 0 && addr_parse(&b, &blen, conf.bind_addr, 0) == -1)
+			return 0;
+		if (b.sa.sa_family != fam)
+			return 0;
+	}
+	return 1;
+}
+
+/* Ask a helper to look up s->dname; in single-session mode, block. */
+static void
+lookup_start(struct session *s)
+{
+	struct lookup_req	 q;
+	struct lookup_ans	 a;
+	ssize_t			 n;
+
+	memset(&q, 0, sizeof(q));
+	q.slot = (unsigned)(s - sess);
+	q.gen = s->gen;
+	q.family = conf.family == 4 ? AF_INET :
+	    conf.family == 6 ? AF_INET6 : AF_UNSPEC;
+	(void)strcpy(q.name, s->dname);
+	s->state = S_RESOLVE;
+	s->deadline = now + (unsigned long)handshake_ms;
+	if (nresolvers == 0) {
+		lookup(&q, &a);
+		now = clock_ms();
+		lookup_answer(s, &a);
+		return;
+	}
+	n = write(rq_fd, &q, sizeof(q));
+	if (n == (ssize_t)sizeof(q))
+		return;
+	if (n < 0 && AGAIN(errno)) {
+		s->queued = 1;
+		nqueued++;
+		return;
+	}
+	session_fail(s, SOCKS5_REP_FAILURE);
+}
+
+/* The resolver answered for s (still waiting): try the addresses. */
+static void
+lookup_answer(struct session *s, const struct lookup_ans *a)
+{
+	int	 i;
+
+	if (a->naddr <= 0) {
+		logmsg(LOG_DEBUG, "cannot resolve %s", s->dname);
+		session_fail(s, SOCKS5_REP_HOST_UNREACHABLE);
+		return;
+	}
+	s->naddr = (unsigned char)a->naddr;
+	s->nextaddr = 0;
+	for (i = 0; i < a->naddr; i++) {
+		s->afam[i] = a->afam[i];
+		memcpy(s->aaddr[i], a->aaddr[i], 16);
+	}
+	s->lasterr = EAFNOSUPPORT;
+	connect_next(s);
+}
+
+/* S_REQUEST: authenticated (or no auth needed); the request is due. */
+static int
+st_request(struct session *s, const unsigned char *p, size_t n)
+{
+	struct request	 r;
+	int		 len, fam;
+
+	len = request_parse(p, n, &r);
+	if (len == PARSE_BADVER) {
+		session_end(s, "bad-version");
+		return 0;
+	}
+	if (len == PARSE_BADATYP) {
+		session_fail(s, SOCKS5_REP_ATYP_UNSUPPORTED);
+		return 0;
+	}
+	if (len == 0)
+		return 0;
+	s->cmd = r.cmd;
+	s->dport = (unsigned short)r.port;
+	if (r.atyp == SOCKS5_ATYP_DOMAIN)
+		memcpy(s->dname, r.name, (size_t)r.namelen + 1);
+	else
+		(void)inet_ntop(r.atyp == SOCKS5_ATYP_IPV4 ? AF_INET : AF_INET6,
+		    r.addr, s->dname, sizeof(s->dname));
+	if (r.cmd != SOCKS5_CMD_CONNECT) {
+		session_fail(s, SOCKS5_REP_CMD_UNSUPPORTED);
+		return 0;
+	}
+	if (r.atyp == SOCKS5_ATYP_DOMAIN) {
+		if (r.namelen == 0 || strlen(r.name) != r.namelen) {
+			session_fail(s, SOCKS5_REP_FAILURE);
+			return 0;
+		}
+		lookup_start(s);
+		return len;
+	}
+	fam = r.atyp == SOCKS5_ATYP_IPV4 ? AF_INET : AF_INET6;
+	if ((conf.family == 4 && fam != AF_INET) ||
+	    (conf.family == 6 && fam != AF_INET6)) {
+		session_fail(s, SOCKS5_REP_ATYP_UNSUPPORTED);
+		return 0;
+	}
+	s->naddr = 1;
+	s->nextaddr = 0;
+	s->afam[0] = (unsigned char)fam;
+	memcpy(s->aaddr[0], r.addr, 16);
+	s->deadline = now + (unsigned long)handshake_ms;
+	connect_next(s);
+	return len;
+}
+
+/* Run the handshake states over received bytes; returns bytes used. */
+static size_t
+handshake(struct session *s, const unsigned char *p, size_t n)
+{
+	size_t	 used = 0;
+	int	 len;
+
+	for (;;) {
+		switch (s->state) {
+		case S_GREETING:
+			len = st_greeting(s, p + used, n - used);
+			break;
+		case S_AUTH:
+			len = st_auth(s, p + used, n - used);
+			break;
+		case S_REQUEST:
+			len = st_request(s, p + used, n - used);
+			break;
+		default:
+			return used;
+		}
+		if (len <= 0)
+			return used;
+		used += (size_t)len;
+	}
+}
+
+/*
+ * Client input during the handshake. The bytes go to the up flow's spill
+ * buffer when it already holds a partial message, else to the scratch
+ * buffer; complete messages are consumed and the rest (a partial message,
+ * or data pipelined behind the request) is kept in the spill buffer.
+ */
+static void
+client_input(struct session *s)
+{
+	struct flow	*f = &s->up;
+	unsigned char	*p;
+	size_t		 have, used;
+	ssize_t		 n;
+
+	if (f->buf >= 0) {
+		p = BUF(f->buf);
+		memmove(p, p + f->off, f->len);
+		f->off = 0;
+		n = read(s->cfd, p + f->len, SOCKS5_BUFSIZE - f->len);
+		have = f->len;
+	} else {
+		p = scratch;
+		n = read(s->cfd, p, sizeof(scratch));
+		have = 0;
+	}
+	if (n == 0) {
+		session_end(s, "closed");
+		return;
+	}
+	if (n < 0) {
+		if (!AGAIN(errno))
+			session_end(s, "read-error");
+		return;
+	}
+	have += (size_t)n;
+	used = handshake(s, p, have);
+	if (s->state == S_DONE || s->state == S_CLOSING ||
+	    s->state == S_LINGER) {
+		buf_put(f);
+		return;
+	}
+	if (used == have) {
+		buf_put(f);
+		return;
+	}
+	if (f->buf < 0) {
+		if ((f->buf = buf_get()) < 0) {
+			session_end(s, "no-buffer");
+			return;
+		}
+		memcpy(BUF(f->buf), p + used, have - used);
+		f->off = 0;
+	} else {
+		f->off = (unsigned)used;
+	}
+	f->len = (unsigned)(have - used);
+	f->full = 1;		/* the remote must take this first */
+}
+
+/* ------------------------------------------------------------------ */
+/* Connecting: walk the destination's addresses, non-blocking.         */
+
+/* The remote accepted: answer the client with our local address. */
+static void
+connected(struct session *s)
+{
+	union sockaddr_any	 local;
+	socklen_t		 len = sizeof(local);
+	unsigned char		 r[22];
+
+	memset(&local, 0, sizeof(local));
+	(void)getsockname(s->rfd, &local.sa, &len);
+	s->state = S_RELAY;
+	s->result = rep_name[SOCKS5_REP_SUCCEEDED];
+	s->deadline = now + (unsigned long)conf.idle_timeout * 1000UL;
+	reply_send(s, r, reply_build(r, SOCKS5_REP_SUCCEEDED, &local));
+}
+
+static void
+connect_next(struct session *s)
+{
+	union sockaddr_any	 a, b;
+	socklen_t		 alen, blen;
+	int			 fd, i;
+
+	while (s->nextaddr < s->naddr) {
+		i = s->nextaddr++;
+		if (!family_allowed(s->afam[i]))
+			continue;
+		alen = addr_make(&a, s->afam[i], s->aaddr[i], s->dport);
+		if ((fd = socket(a.sa.sa_family, SOCK_STREAM, 0)) == -1) {
+			s->lasterr = errno;
+			continue;
+		}
+		set_cloexec(fd);
+		if (set_nonblock(fd) == -1 || (conf.bind_addr != NULL &&
+		    (addr_parse(&b, &blen, conf.bind_addr, 0) == -1 ||
+		    bind(fd, &b.sa, blen) == -1))) {
+			s->lasterr = errno;
+			(void)close(fd);
+			continue;
+		}
+		set_nodelay(fd);
+		s->rfd = fd;
+		if (connect(fd, &a.sa, alen) == 0) {
+			connected(s);
+			return;
+		}
+		if (errno == EINPROGRESS || errno == EINTR) {
+			s->state = S_CONNECT;
+			return;
+		}
+		s->lasterr = errno;
+		close_fd(&s->rfd);
+	}
+	session_fail(s, rep_from_errno(s->lasterr));
+}
+
+/* S_CONNECT: connect() is in progress on rfd; POLLOUT says it ended. */
+static void
+st_connect(struct session *s, int rr)
+{
+	int		 err = 0;
+	socklen_t	 len = sizeof(err);
+
+	if (!(rr & (POLLOUT | POLLERR | POLLHUP)))
+		return;
+	if (getsockopt(s->rfd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+		err = errno;
+	if (err == 0) {
+		connected(s);
+		return;
+	}
+	s->lasterr = err;
+	logmsg(LOG_DEBUG, "connect %s port %u: %s", s->dname, s->dport,
+	    strerror(err));
+	close_fd(&s->rfd);
+	connect_next(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Relay: S_RELAY, both flows, back-pressure and half-close.           */
+
+/* Write f's spill buffer to dst; -1 when the sink is gone. */
+static int
+flow_flush(struct flow *f, int dst)
+{
+	ssize_t	 n;
+
+	while (f->len > 0) {
+		n = write(dst, BUF(f->buf) + f->off, f->len);
+		if (n < 0) {
+			if (AGAIN(errno))
+				return 0;
+			return -1;
+		}
+		f->off += (unsigned)n;
+		f->len -= (unsigned)n;
+		f->bytes += (double)n;
+	}
+	buf_put(f);
+	f->full = 0;
+	return 0;
+}
+
+/*
+ * Read from src and write straight to dst through the scratch buffer.
+ * What dst does not take goes to a spill buffer, and src is not read
+ * again until that drains. When the pool is empty the data is only
+ * peeked, then consumed as far as dst took it: nothing is ever lost.
+ * Returns -1 when the session must end, 1 when something moved.
+ */
+static int
+flow_pump(struct flow *f, int src, int dst)
+{
+	ssize_t	 n, w;
+	int	 round, peek, moved = 0;
+
+	for (round = 0; round < SOCKS5_PUMP_ROUNDS; round++) {
+		peek = npoolfree == 0;
+		if (peek)
+			n = recv(src, scratch, sizeof(scratch), MSG_PEEK);
+		else
+			n = read(src, scratch, sizeof(scratch));
+		if (n == 0) {
+			f->eof = 1;
+			return 1;
+		}
+		if (n < 0)
+			return AGAIN(errno) ? moved : -1;
+		w = write(dst, scratch, (size_t)n);
+		if (w < 0) {
+			if (!AGAIN(errno))
+				return -1;
+			w = 0;
+		}
+		f->bytes += (double)w;
+		if (peek && w > 0)
+			(void)recv(src, scratch, (size_t)w, 0);
+		if (w < n) {
+			f->full = 1;
+			if (!peek) {
+				f->buf = buf_get();
+				memcpy(BUF(f->buf), scratch + w, (size_t)(n - w));
+				f->off = 0;
+				f->len = (unsigned)(n - w);
+			}
+			return 1;
+		}
+		moved = 1;
+		if (n < (ssize_t)sizeof(scratch))
+			break;
+	}
+	return 1;
+}
+
+/* dropbear's check_close(): shut each sink once its source ended. */
+static int
+relay_check_close(struct session *s)
+{
+	if (s->up.eof && s->up.len == 0 && !s->up.shut) {
+		(void)shutdown(s->rfd, SHUT_WR);
+		s->up.shut = 1;
+	}
+	if (s->down.eof && s->down.len == 0 && !s->down.shut) {
+		client_shutdown(s);
+		s->down.shut = 1;
+	}
+	return s->up.shut && s->down.shut;
+}
+
+/* S_RELAY: connected and answered (the reply may still be in out). */
+static void
+st_relay(struct session *s, int rc, int rw, int rr)
+{
+	int	 r;
+
+	if (s->outlen > 0 && (rw & (POLLOUT | POLLERR | POLLHUP)) &&
+	    reply_flush(s) == -1) {
+		session_end(s, "client-gone");
+		return;
+	}
+	if (rr & (POLLOUT | POLLERR | POLLHUP) && (s->up.len || s->up.full)) {
+		if (flow_flush(&s->up, s->rfd) == -1) {
+			session_end(s, "remote-gone");
+			return;
+		}
+		s->up.full = s->up.len > 0;
+	}
+	if (rw & (POLLOUT | POLLERR | POLLHUP) && s->outlen == 0 &&
+	    (s->down.len || s->down.full)) {
+		if (flow_flush(&s->down, s->cwfd) == -1) {
+			session_end(s, "client-gone");
+			return;
+		}
+		s->down.full = s->down.len > 0;
+	}
+	if ((rc & (POLLIN | POLLERR | POLLHUP)) && !s->up.eof &&
+	    !s->up.full) {
+		if ((r = flow_pump(&s->up, s->cfd, s->rfd)) == -1) {
+			session_end(s, "error");
+			return;
+		}
+		if (r > 0)
+			s->deadline = now + (unsigned long)conf.idle_timeout *
+			    1000UL;
+	}
+	if ((rr & (POLLIN | POLLERR | POLLHUP)) && !s->down.eof &&
+	    !s->down.full && s->outlen == 0) {
+		if ((r = flow_pump(&s->down, s->rfd, s->cwfd)) == -1) {
+			session_end(s, "error");
+			return;
+		}
+		if (r > 0)
+			s->deadline = now + (unsigned long)conf.idle_timeout *
+			    1000UL;
+	}
+	if (relay_check_close(s))
+		session_end(s, s->result);
+}
+
+/* ------------------------------------------------------------------ */
+/* Closing states.                                                     */
+
+/* S_CLOSING: a final reply is queued in out. */
+static void
+st_closing(struct session *s, int rw)
+{
+	if (!(rw & (POLLOUT | POLLERR | POLLHUP)))
+		return;
+	if (reply_flush(s) == -1)
+		session_end(s, s->result);
+	else if (s->outlen == 0)
+		linger_start(s);
+}
+
+/* S_LINGER: reply sent, write side shut; read and drop until EOF. */
+static void
+st_linger(struct session *s, int rc)
+{
+	ssize_t	 n;
+
+	if (!(rc & (POLLIN | POLLERR | POLLHUP)))
+		return;
+	n = read(s->cfd, scratch, sizeof(scratch));
+	if (n == 0 || (n < 0 && !AGAIN(errno)))
+		session_end(s, s->result);
+}
+
+/* ------------------------------------------------------------------ */
+/* The loop: build the poll set from each session's state, poll, then  */
+/* run each session's state function with what happened.               */
+
+/* What each of a session's descriptors waits for in its state. */
+static void
+session_events(const struct session *s, short *ec, short *ew, short *er)
+{
+	*ec = *ew = *er = 0;
+	if (s->outlen > 0)
+		*ew |= POLLOUT;
+	switch (s->state) {
+	case S_GREETING:
+	case S_AUTH:
+	case S_REQUEST:
+	case S_LINGER:
+		*ec |= POLLIN;
+		break;
+	case S_CONNECT:
+		*er |= POLLOUT;
+		break;
+	case S_RELAY:
+		if (!s->up.eof && !s->up.full)
+			*ec |= POLLIN;
+		if (s->up.len || s->up.full)
+			*er |= POLLOUT;
+		if (!s->down.eof && !s->down.full && s->outlen == 0)
+			*er |= POLLIN;
+		if (s->down.len || s->down.full)
+			*ew |= POLLOUT;
+		break;
+	default:
+		break;
+	}
+}
+
+static int
+pfd_add(int fd, short events)
+{
+	if (fd < 0 || events == 0)
+		return -1;
+	pfd[npfd].fd = fd;
+	pfd[npfd].events = events;
+	pfd[npfd].revents = 0;
+	return npfd++;
+}
+
+/* Fill the poll set; returns the poll timeout in ms. */
+static int
+poll_build(void)
+{
+	struct session	*s;
+	unsigned long	 first = 0;
+	int		 i, have = 0;
+	short		 ec, ew, er;
+
+	npfd = npolled = 0;
+	(void)pfd_add(sig_pipe[0], POLLIN);
+	(void)pfd_add(ra_fd, POLLIN);
+	if (nqueued > 0)
+		(void)pfd_add(rq_fd, POLLOUT);
+	if (lfd >= 0 && !listen_paused)
+		(void)pfd_add(lfd, POLLIN);
+	for (i = 0; i < nactive; i++) {
+		s = &sess[active[i]];
+		session_events(s, &ec, &ew, &er);
+		if (s->cwfd == s->cfd) {
+			ec |= ew;
+			ew = 0;
+		}
+		s->pi[0] = pfd_add(s->cfd, ec);
+		s->pi[1] = s->cwfd == s->cfd ? s->pi[0] : pfd_add(s->cwfd, ew);
+		s->pi[2] = pfd_add(s->rfd, er);
+		polled[npolled++] = active[i];
+		if (!have || DUE(s->deadline, first))
+			first = s->deadline;
+		have = 1;
+	}
+	if (listen_paused && (!have || DUE(listen_resume, first))) {
+		first = listen_resume;
+		have = 1;
+	}
+	if (!have)
+		return -1;
+	if (DUE(first, now))
+		return 0;
+	return first - now > 86400000UL ? 86400000 : (int)(first - now);
+}
+
+static int
+revents_of(int i)
+{
+	return i >= 0 ? pfd[i].revents : 0;
+}
+
+/* Run the state function of s for its descriptors' events. */
+static void
+session_run(struct session *s)
+{
+	int	 rc = revents_of(s->pi[0]);
+	int	 rw = revents_of(s->pi[1]);
+	int	 rr = revents_of(s->pi[2]);
+
+	if ((rc | rw | rr) & POLLNVAL) {
+		session_end(s, "bad-descriptor");
+		return;
+	}
+	switch (s->state) {
+	case S_GREETING:
+	case S_AUTH:
+	case S_REQUEST:
+		if (s->outlen > 0 && (rw & (POLLOUT | POLLERR | POLLHUP)) &&
+		    reply_flush(s) == -1) {
+			session_end(s, "client-gone");
+			break;
+		}
+		if (rc & (POLLIN | POLLERR | POLLHUP))
+			client_input(s);
+		break;
+	case S_RESOLVE:
+		if (s->outlen > 0 && (rw & (POLLOUT | POLLERR | POLLHUP)) &&
+		    reply_flush(s) == -1)
+			session_end(s, "client-gone");
+		break;
+	case S_CONNECT:
+		if (s->outlen > 0 && (rw & (POLLOUT | POLLERR | POLLHUP)) &&
+		    reply_flush(s) == -1) {
+			session_end(s, "client-gone");
+			break;
+		}
+		st_connect(s, rr);
+		break;
+	case S_RELAY:
+		st_relay(s, rc, rw, rr);
+		break;
+	case S_CLOSING:
+		st_closing(s, rw);
+		break;
+	case S_LINGER:
+		st_linger(s, rc);
+		break;
+	default:
+		break;
+	}
+}
+
+/* Deadlines: handshake and connect timeouts, idle relays, lingering. */
+static void
+sessions_expire(void)
+{
+	struct session	*s;
+	int		 i;
+
+	for (i = 0; i < nactive; i++) {
+		s = &sess[active[i]];
+		if (!DUE(s->deadline, now))
+			continue;
+		switch (s->state) {
+		case S_RESOLVE:
+			session_fail(s, SOCKS5_REP_HOST_UNREACHABLE);
+			break;
+		case S_CONNECT:
+			session_fail(s, SOCKS5_REP_TTL_EXPIRED);
+			break;
+		case S_RELAY:
+			session_end(s, "idle-timeout");
+			break;
+		case S_CLOSING:
+		case S_LINGER:
+			session_end(s, s->result);
+			break;
+		default:
+			session_end(s, "timeout");
+			break;
+		}
+		if (s->state == S_DONE) {
+			session_free(s);
+			i--;
+		}
+	}
+}
+
+/* Lookup answers from the helpers. */
+static void
+lookups_read(void)
+{
+	struct lookup_ans	 a;
+	struct session		*s;
+	ssize_t			 n;
+
+	for (;;) {
+		n = read(ra_fd, &a, sizeof(a));
+		if (n != (ssize_t)sizeof(a))
+			return;
+		if (a.slot >= (unsigned)nsess)
+			continue;
+		s = &sess[a.slot];
+		if (s->gen != a.gen || s->state != S_RESOLVE || s->queued)
+			continue;
+		lookup_answer(s, &a);
+		if (s->state == S_DONE)
+			session_free(s);
+	}
+}
+
+/* The request pipe has room again: send the lookups that waited. */
+static void
+lookups_send(void)
+{
+	struct lookup_req	 q;
+	struct session		*s;
+	int			 i;
+
+	for (i = 0; i < nactive && nqueued > 0; i++) {
+		s = &sess[active[i]];
+		if (!s->queued)
+			continue;
+		memset(&q, 0, sizeof(q));
+		q.slot = (unsigned)active[i];
+		q.gen = s->gen;
+		q.family = conf.family == 4 ? AF_INET :
+		    conf.family == 6 ? AF_INET6 : AF_UNSPEC;
+		(void)strcpy(q.name, s->dname);
+		if (write(rq_fd, &q, sizeof(q)) != (ssize_t)sizeof(q))
+			return;
+		s->queued = 0;
+		nqueued--;
+	}
+}
+
+/* Refuse a client we cannot hold: 05 FF if it can take it, then close. */
+static void
+refuse(int fd)
+{
+	static const unsigned char no[2] = { SOCKS5_VERSION, 0xff };
+
+	(void)set_nonblock(fd);
+	(void)write(fd, no, 2);
+	(void)close(fd);
+}
+
+/*
+ * Out of descriptors: close the spare one to accept a client and refuse
+ * it, so that it hears no at once instead of hanging in the backlog.
+ * Returns 0 when one was refused and the spare is back, else -1.
+ */
+static int
+refuse_one(void)
+{
+	int	 fd, err;
+
+	close_fd(&spare_fd);
+	fd = accept(lfd, NULL, NULL);
+	err = errno;
+	if (fd >= 0)
+		refuse(fd);
+	spare_fd = open("/dev/null", O_RDONLY);
+	if (!full_logged)
+		logmsg(LOG_WARNING, "warning: out of descriptors, refusing "
+		    "clients");
+	full_logged = 1;
+	errno = err;
+	return fd >= 0 && spare_fd >= 0 ? 0 : -1;
+}
+
+static void
+clients_accept(void)
+{
+	union {
+		struct sockaddr_storage	 ss;
+		struct sockaddr		 sa;
+	} peer;
+	socklen_t	 plen;
+	int		 fd;
+
+	for (;;) {
+		plen = sizeof(peer);
+		fd = accept(lfd, &peer.sa, &plen);
+		if (fd == -1) {
+			if (errno == EINTR || errno == ECONNABORTED ||
+			    errno == EPROTO)
+				continue;
+			if (AGAIN(errno))
+				return;
+			if ((errno == EMFILE || errno == ENFILE) &&
+			    spare_fd >= 0) {
+				if (refuse_one() == 0)
+					continue;
+				if (AGAIN(errno))
+					return;
+			}
+			logmsg(LOG_WARNING, "warning: accept: %s",
+			    strerror(errno));
+			listen_paused = 1;
+			listen_resume = now + 1000;
+			return;
+		}
+		if (nfree == 0) {
+			refuse(fd);
+			if (!full_logged)
+				logmsg(LOG_WARNING, "session table full (%d), "
+				    "refusing clients", nsess);
+			full_logged = 1;
+			continue;
+		}
+		set_cloexec(fd);
+		if (set_nonblock(fd) == -1) {
+			(void)close(fd);
+			continue;
+		}
+		set_nodelay(fd);
+		(void)session_new(fd, fd, &peer.sa, plen);
+	}
+}
+
+/* Signals only set flags and poke the self-pipe. */
+static void
+on_signal(int sig)
+{
+	int	 saved = errno;
+
+	if (sig == SIGHUP)
+		got_hup = 1;
+	else if (sig == SIGCHLD)
+		got_chld = 1;
+	else
+		got_term = 1;
+	if (sig_pipe[1] >= 0)
+		(void)write(sig_pipe[1], "", 1);
+	errno = saved;
+}
+
+static void
+signals_drain(void)
+{
+	while (read(sig_pipe[0], scratch, sizeof(scratch)) > 0)
+		;
+}
+
+/* One pass: poll, run every session that has events, expire the rest. */
+static int
+loop_once(void)
+{
+	struct session	*s;
+	int		 i, timeout, n;
+
+	timeout = poll_build();
+	n = poll(pfd, (nfds_t)npfd, timeout);
+	now = clock_ms();
+	if (n < 0) {
+		if (errno == EINTR)
+			return 0;
+		logmsg(LOG_ERR, "fatal: poll: %s", strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < npolled; i++) {
+		s = &sess[polled[i]];
+		if (s->state == S_FREE)
+			continue;
+		session_run(s);
+		if (s->state == S_DONE)
+			session_free(s);
+	}
+	if (ra_fd >= 0)
+		lookups_read();
+	if (nqueued > 0)
+		lookups_send();
+	if (sig_pipe[0] >= 0)
+		signals_drain();
+	if (listen_paused && DUE(listen_resume, now))
+		listen_paused = 0;
+	if (lfd >= 0 && !listen_paused)
+		clients_accept();
+	sessions_expire();
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Startup: tables, listener, descriptor limit, privileges, daemon.    */
+
+static int
+tables_alloc(int maxsess, int npool)
+{
+	int	 i;
+
+	free(sess);
+	free(freelist);
+	free(active);
+	free(polled);
+	free(pfd);
+	free(pool);
+	free(poolfree);
+	free(users[0]);
+	free(users[1]);
+	users[0] = users[1] = NULL;
+	nsess = maxsess;
+	sess = calloc((size_t)maxsess, sizeof(*sess));
+	freelist = calloc((size_t)maxsess, sizeof(int));
+	active = calloc((size_t)maxsess, sizeof(int));
+	polled = calloc((size_t)maxsess, sizeof(int));
+	pfd = calloc((size_t)maxsess * 3 + 8, sizeof(*pfd));
+	pool = malloc((size_t)npool * SOCKS5_BUFSIZE);
+	poolfree = calloc((size_t)npool, sizeof(int));
+	if (!sess || !freelist || !active || !polled || !pfd || !pool ||
+	    !poolfree)
+		return -1;
+	for (i = 0; i < maxsess; i++) {
+		sess[i].state = S_FREE;
+		sess[i].cfd = sess[i].cwfd = sess[i].rfd = -1;
+		freelist[i] = maxsess - 1 - i;
+	}
+	nfree = maxsess;
+	for (i = 0; i < npool; i++)
+		poolfree[i] = npool - 1 - i;
+	npoolfree = npool;
+	if (conf.user_file != NULL) {
+		users[0] = calloc(SOCKS5_MAXUSERS, sizeof(struct user));
+		users[1] = calloc(SOCKS5_MAXUSERS, sizeof(struct user));
+		if (!users[0] || !users[1])
+			return -1;
+	}
+	return 0;
+}
+
+static int
+listener_open(void)
+{
+	union sockaddr_any	 a;
+	socklen_t		 alen;
+	char			 buf[64];
+	int			 one = 1;
+
+	if (addr_parse(&a, &alen, conf.listen_addr, conf.port) == -1) {
+		logmsg(LOG_ERR, "fatal: bad listen address %s",
+		    conf.listen_addr);
+		return -1;
+	}
+	if ((lfd = socket(a.sa.sa_family, SOCK_STREAM, 0)) == -1 ||
+	    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one,
+	    sizeof(one)) == -1 ||
+	    bind(lfd, &a.sa, alen) == -1 ||
+	    listen(lfd, SOCKS5_BACKLOG) == -1 ||
+	    set_nonblock(lfd) == -1) {
+		logmsg(LOG_ERR, "fatal: listen on %s port %d: %s",
+		    conf.listen_addr, conf.port, strerror(errno));
+		return -1;
+	}
+	set_cloexec(lfd);
+	alen = sizeof(a);
+	if (getsockname(lfd, &a.sa, &alen) == 0 && conf.verbose > 0)
+		logmsg(LOG_INFO, "listening on %s",
+		    addr_str(buf, sizeof(buf), &a));
+	return 0;
+}
+
+/* Raise the descriptor limit to the hard limit; warn if still short. */
+static void
+fdlimit_raise(void)
+{
+	struct rlimit	 rl;
+	long		 room;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			(void)getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur == RLIM_INFINITY)
+		return;
+	room = ((long)rl.rlim_cur - 16) / 2;
+	if (room < nsess)
+		logmsg(LOG_WARNING, "warning: descriptor limit %ld serves "
+		    "only %ld of %d sessions", (long)rl.rlim_cur,
+		    room < 0 ? 0L : room, nsess);
+}
+
+static int
+privileges_drop(const char *name)
+{
+	struct passwd	*pw;
+	gid_t		 gid;
+
+	if ((pw = getpwnam(name)) == NULL) {
+		logmsg(LOG_ERR, "fatal: no such user %s", name);
+		return -1;
+	}
+	if (geteuid() != 0) {
+		logmsg(LOG_ERR, "fatal: -U %s needs root", name);
+		return -1;
+	}
+	gid = pw->pw_gid;
+	if (setgroups(1, &gid) == -1 || setgid(gid) == -1 ||
+	    setuid(pw->pw_uid) == -1) {
+		logmsg(LOG_ERR, "fatal: cannot become %s: %s", name,
+		    strerror(errno));
+		return -1;
+	}
+	if (pw->pw_uid != 0 && setuid(0) == 0) {
+		logmsg(LOG_ERR, "fatal: still root after dropping to %s", name);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+daemonize(void)
+{
+	int	 fd;
+
+	switch (fork()) {
+	case -1:
+		return -1;
+	case 0:
+		break;
+	default:
+		_exit(0);
+	}
+	if (setsid() == -1)
+		return -1;
+	(void)chdir("/");
+	if ((fd = open("/dev/null", O_RDWR)) != -1) {
+		(void)dup2(fd, 0);
+		(void)dup2(fd, 1);
+		(void)dup2(fd, 2);
+		if (fd > 2)
+			(void)close(fd);
+	}
+	return 0;
+}
+
+static int
+pidfile_write(const char *path)
+{
+	char	 buf[32];
+	int	 fd, n;
+
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644)) == -1) {
+		logmsg(LOG_ERR, "fatal: %s: %s", path, strerror(errno));
+		return -1;
+	}
+	n = sprintf(buf, "%ld\n", (long)getpid());
+	(void)write(fd, buf, (size_t)n);
+	(void)close(fd);
+	return 0;
+}
+
+static void
+signals_install(void)
+{
+	struct sigaction	 sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	(void)sigaction(SIGPIPE, &sa, NULL);
+	sa.sa_handler = on_signal;
+	(void)sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGTERM, &sa, NULL);
+	(void)sigaction(SIGINT, &sa, NULL);
+	(void)sigaction(SIGHUP, &sa, NULL);
+	(void)sigaction(SIGCHLD, &sa, NULL);
+}
+
+static int
+startup_common(const struct socks5_config *cf, int maxsess, int npool)
+{
+	conf = *cf;
+	if (conf.idle_timeout < 1)
+		conf.idle_timeout = SOCKS5_IDLE_SECS;
+	handshake_ms = (conf.idle_timeout < SOCKS5_HANDSHAKE_SECS ?
+	    conf.idle_timeout : SOCKS5_HANDSHAKE_SECS) * 1000;
+	now = clock_ms();
+	if (conf.log == SOCKS5_LOG_SYSLOG)
+		openlog("socks5", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	if (tables_alloc(maxsess, npool) == -1) {
+		logmsg(LOG_ERR, "fatal: out of memory");
+		return -1;
+	}
+	if (conf.user_file != NULL && users_load(1) == -1) {
+		users_unreadable = 1;
+		return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The embedding API (socks5.h).                                       */
+
+void
+socks5_config_init(struct socks5_config *cf)
+{
+	memset(cf, 0, sizeof(*cf));
+	cf->listen_addr = "127.0.0.1";
+	cf->port = 1080;
+	cf->max_sessions = SOCKS5_MAXSESS;
+	cf->idle_timeout = SOCKS5_IDLE_SECS;
+	cf->log = SOCKS5_LOG_STDERR;
+}
+
+void
+socks5_stop(void)
+{
+	on_signal(SIGTERM);
+}
+
+/* The parts of socks5_serve() that main() needs to split around -d. */
+static const char	*opt_pidfile, *opt_user;
+static int		 opt_daemon;
+
+int
+socks5_serve(const struct socks5_config *cf)
+{
+	int	 maxsess = cf->max_sessions > 0 ? cf->max_sessions :
+		    SOCKS5_MAXSESS;
+	int	 npool = maxsess / SOCKS5_POOL_DIV;
+
+	if (npool < SOCKS5_POOL_MIN)
+		npool = SOCKS5_POOL_MIN;
+	if (startup_common(cf, maxsess, npool) != 0)
+		return -1;
+	if (pipe(sig_pipe) == -1)
+		return -1;
+	(void)set_nonblock(sig_pipe[0]);
+	(void)set_nonblock(sig_pipe[1]);
+	set_cloexec(sig_pipe[0]);
+	set_cloexec(sig_pipe[1]);
+	signals_install();
+	fdlimit_raise();
+	if (listener_open() == -1)
+		return -1;
+	spare_fd = open("/dev/null", O_RDONLY);
+	if (opt_daemon && daemonize() == -1) {
+		logmsg(LOG_ERR, "fatal: daemon: %s", strerror(errno));
+		return -1;
+	}
+	if (opt_pidfile != NULL && pidfile_write(opt_pidfile) == -1)
+		return -1;
+	if (opt_user != NULL && privileges_drop(opt_user) == -1)
+		return -1;
+	if (resolvers_start() == -1) {
+		logmsg(LOG_ERR, "fatal: resolver helpers: %s",
+		    strerror(errno));
+		return -1;
+	}
+	while (!got_term) {
+		if (got_hup) {
+			got_hup = 0;
+			if (conf.user_file != NULL)
+				(void)users_load(0);
+		}
+		if (got_chld) {
+			got_chld = 0;
+			resolvers_reap();
+		}
+		if (loop_once() == -1)
+			break;
+	}
+	close_fd(&lfd);
+	close_fd(&rq_fd);
+	if (opt_pidfile != NULL)
+		(void)unlink(opt_pidfile);
+	return got_term ? 0 : -1;
+}
+
+/* Serve one connected client on rfd (read) and wfd (write). */
+static int
+serve_one(const struct socks5_config *cf, int rfd, int wfd)
+{
+	union {
+		struct sockaddr_storage	 ss;
+		struct sockaddr		 sa;
+	} peer;
+	socklen_t	 plen = sizeof(peer);
+	struct sigaction sa;
+
+	if (startup_common(cf, 1, 2) != 0)
+		return -1;
+	if (opt_user != NULL && privileges_drop(opt_user) == -1)
+		return -1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	(void)sigaction(SIGPIPE, &sa, NULL);
+	memset(&peer, 0, sizeof(peer));
+	if (getpeername(rfd, &peer.sa, &plen) == -1)
+		plen = 0;
+	(void)set_nonblock(rfd);
+	(void)set_nonblock(wfd);
+	set_nodelay(rfd);
+	(void)session_new(rfd, wfd, &peer.sa, plen);
+	while (nactive > 0)
+		if (loop_once() == -1)
+			return -1;
+	return 0;
+}
+
+int
+socks5_serve_fd(const struct socks5_config *cf, int fd)
+{
+	return serve_one(cf, fd, fd);
+}
+
+/* ------------------------------------------------------------------ */
+/* main: the command line.                                             */
+
+#ifndef SOCKS5_NO_MAIN
+
+static void
+usage(FILE *fp)
+{
+	(void)fprintf(fp,
+	    "usage: socks5 [-46dhiv] [-a rule] [-b addr] [-c max] [-l addr] "
+	    "[-p port]\n"
+	    "              [-P pidfile] [-t secs] [-u file] [-U user]\n");
+}
+
+/* A decimal number in [lo, hi], or -1. */
+static long
+number(const char *s, long lo, long hi)
+{
+	char	*end;
+	long	 v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+		return -1;
+	return v;
+}
+
+static int
+bad(const char *what, const char *arg)
+{
+	(void)fprintf(stderr, "socks5: bad %s: %s\n", what, arg);
+	usage(stderr);
+	return 64;
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct socks5_config	 cf;
+	union sockaddr_any	 a;
+	socklen_t		 alen;
+	int			 ch, inetd = 0, r;
+	long			 v;
+
+	socks5_config_init(&cf);
+	while ((ch = getopt(argc, argv, "46a:b:c:dhil:p:P:t:u:U:v")) != -1) {
+		switch (ch) {
+		case '4':
+			cf.family = 4;
+			break;
+		case '6':
+			cf.family = 6;
+			break;
+		case 'a':
+			return bad("option -a (access rules are not "
+			    "supported yet)", optarg);
+		case 'b':
+			if (addr_parse(&a, &alen, optarg, 0) == -1)
+				return bad("address", optarg);
+			cf.bind_addr = optarg;
+			break;
+		case 'c':
+			if ((v = number(optarg, 1, 65535)) < 0)
+				return bad("session count", optarg);
+			cf.max_sessions = (int)v;
+			break;
+		case 'd':
+			opt_daemon = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'i':
+			inetd = 1;
+			break;
+		case 'l':
+			if (addr_parse(&a, &alen, optarg, 0) == -1)
+				return bad("address", optarg);
+			cf.listen_addr = optarg;
+			break;
+		case 'p':
+			if ((v = number(optarg, 0, 65535)) < 0)
+				return bad("port", optarg);
+			cf.port = (int)v;
+			break;
+		case 'P':
+			opt_pidfile = optarg;
+			break;
+		case 't':
+			if ((v = number(optarg, 1, 1000000)) < 0)
+				return bad("timeout", optarg);
+			cf.idle_timeout = (int)v;
+			break;
+		case 'u':
+			cf.user_file = optarg;
+			break;
+		case 'U':
+			opt_user = optarg;
+			break;
+		case 'v':
+			cf.verbose++;
+			break;
+		default:
+			usage(stderr);
+			return 64;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 64;
+	}
+	if (cf.family == 6 && cf.bind_addr != NULL &&
+	    strchr(cf.bind_addr, ':') == NULL)
+		return bad("-b address for -6", cf.bind_addr);
+	if (cf.family == 4 && cf.bind_addr != NULL &&
+	    strchr(cf.bind_addr, ':') != NULL)
+		return bad("-b address for -4", cf.bind_addr);
+	if (inetd || opt_daemon)
+		cf.log = SOCKS5_LOG_SYSLOG;
+	if (inetd)
+		r = serve_one(&cf, 0, 1);
+	else
+		r = socks5_serve(&cf);
+	if (users_unreadable)
+		return 66;
+	return r == 0 ? 0 : 1;
+}
+
+#endif /* SOCKS5_NO_MAIN */

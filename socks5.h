@@ -1,0 +1,102 @@
+/*
+ * socks5.h - embedding interface of the socks5 server (RFC 1928, RFC 1929)
+ *
+ * Copy socks5.c and socks5.h into your tree, compile socks5.c with
+ * -DSOCKS5_NO_MAIN, and run a server from your own program:
+ *
+ *	struct socks5_config cf;
+ *	socks5_config_init(&cf);
+ *	cf.port = 1080;
+ *	return socks5_serve(&cf);
+ *
+ * socks5_serve() runs the poll loop until SIGTERM or SIGINT (or until
+ * socks5_stop() is called from a signal handler). socks5_serve_fd() serves
+ * one connection that is already accepted, as inetd does, and returns when
+ * that session ends.
+ *
+ * Everything here is prefixed socks5_ or SOCKS5_; socks5.c exports nothing
+ * else.
+ */
+#ifndef SOCKS5_H
+#define SOCKS5_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Protocol versions (RFC 1928 section 3, RFC 1929 section 2). */
+#define SOCKS5_VERSION		0x05
+#define SOCKS5_AUTH_VERSION	0x01
+
+/* Authentication methods. */
+#define SOCKS5_METHOD_NONE	0x00
+#define SOCKS5_METHOD_GSSAPI	0x01
+#define SOCKS5_METHOD_USERPASS	0x02
+#define SOCKS5_METHOD_REJECT	0xff
+
+/* Commands. */
+#define SOCKS5_CMD_CONNECT	0x01
+#define SOCKS5_CMD_BIND		0x02
+#define SOCKS5_CMD_UDP		0x03
+
+/* Address types. */
+#define SOCKS5_ATYP_IPV4	0x01
+#define SOCKS5_ATYP_DOMAIN	0x03
+#define SOCKS5_ATYP_IPV6	0x04
+
+/* Reply codes (RFC 1928 section 6). */
+#define SOCKS5_REP_SUCCEEDED		0x00
+#define SOCKS5_REP_FAILURE		0x01
+#define SOCKS5_REP_NOT_ALLOWED		0x02
+#define SOCKS5_REP_NET_UNREACHABLE	0x03
+#define SOCKS5_REP_HOST_UNREACHABLE	0x04
+#define SOCKS5_REP_REFUSED		0x05
+#define SOCKS5_REP_TTL_EXPIRED		0x06
+#define SOCKS5_REP_CMD_UNSUPPORTED	0x07
+#define SOCKS5_REP_ATYP_UNSUPPORTED	0x08
+
+/* Log destinations for socks5_config.log. */
+#define SOCKS5_LOG_STDERR	0
+#define SOCKS5_LOG_SYSLOG	1
+
+/*
+ * Server configuration. Fill it with socks5_config_init(), then change
+ * what you need. Strings are borrowed, not copied: keep them alive while
+ * the server runs.
+ */
+struct socks5_config {
+	const char	*listen_addr;	/* IPv4/IPv6 literal, default 127.0.0.1 */
+	int		 port;		/* listening port, default 1080, 0 = any */
+	const char	*bind_addr;	/* local address for outgoing, or NULL */
+	const char	*user_file;	/* user:password file, or NULL: no auth */
+	int		 max_sessions;	/* session table size, default 1024 */
+	int		 idle_timeout;	/* seconds, default 3600 */
+	int		 family;	/* outgoing family: 0 any, 4 or 6 */
+	int		 verbose;	/* 0 quiet, 1 a line per session, 2 more */
+	int		 log;		/* SOCKS5_LOG_STDERR or SOCKS5_LOG_SYSLOG */
+};
+
+/* Set every field of cf to its default. */
+void	socks5_config_init(struct socks5_config *cf);
+
+/*
+ * Open the listener and serve clients until stopped. Returns 0 after
+ * SIGTERM, SIGINT or socks5_stop(), -1 on a startup error (logged).
+ */
+int	socks5_serve(const struct socks5_config *cf);
+
+/*
+ * Serve the one client connection already open on fd (read and write).
+ * Name lookups block. Returns 0 when the session ends, -1 on a startup
+ * error. The descriptor is closed on return.
+ */
+int	socks5_serve_fd(const struct socks5_config *cf, int fd);
+
+/* Ask a running socks5_serve() to return; safe in a signal handler. */
+void	socks5_stop(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SOCKS5_H */
