@@ -62,6 +62,21 @@
 #ifndef SOCKS5_POOL_MIN
 #define SOCKS5_POOL_MIN		8	/* ... but at least this many */
 #endif
+#ifndef SOCKS5_UDP_DIV
+#define SOCKS5_UDP_DIV		64	/* UDP buffers = sessions / this, */
+#endif
+#ifndef SOCKS5_UDP_MIN
+#define SOCKS5_UDP_MIN		4	/* ... at least this many, */
+#endif
+#ifndef SOCKS5_UDP_MAX
+#define SOCKS5_UDP_MAX		64	/* ... at most this many */
+#endif
+#ifndef SOCKS5_FRAG_SECS
+#define SOCKS5_FRAG_SECS	5	/* reassembly timer (-f), RFC minimum */
+#endif
+#ifndef SOCKS5_UDP_BATCH
+#define SOCKS5_UDP_BATCH	64	/* datagrams per socket per wakeup */
+#endif
 #ifndef SOCKS5_RESOLVERS
 #define SOCKS5_RESOLVERS	4	/* resolver helper processes */
 #endif
@@ -73,6 +88,9 @@
 #endif
 #ifndef SOCKS5_HANDSHAKE_SECS
 #define SOCKS5_HANDSHAKE_SECS	30	/* greeting to reply, and connect */
+#endif
+#ifndef SOCKS5_BIND_SECS
+#define SOCKS5_BIND_SECS	120	/* BIND's wait for the peer */
 #endif
 #ifndef SOCKS5_IDLE_SECS
 #define SOCKS5_IDLE_SECS	3600	/* default idle timeout (-t) */
@@ -101,6 +119,8 @@
 extern int setgroups(size_t, const gid_t *);
 
 #define AGAIN(e)	((e) == EAGAIN || (e) == EWOULDBLOCK || (e) == EINTR)
+#define READY_IN	(POLLIN | POLLERR | POLLHUP)
+#define READY_OUT	(POLLOUT | POLLERR | POLLHUP)
 
 /* ------------------------------------------------------------------ */
 /* Types.                                                              */
@@ -119,7 +139,9 @@ enum state {
 	S_REQUEST,	/* waiting for the SOCKS request */
 	S_RESOLVE,	/* a resolver helper is looking up the name */
 	S_CONNECT,	/* non-blocking connect in progress */
+	S_BIND_WAIT,	/* BIND: listening for the one incoming connection */
 	S_RELAY,	/* moving data both ways */
+	S_UDP,		/* UDP ASSOCIATE: relaying datagrams */
 	S_CLOSING,	/* flushing a final reply */
 	S_LINGER,	/* reply sent, write side shut, draining input */
 	S_DONE		/* to be freed by the loop */
@@ -136,14 +158,24 @@ struct flow {
 	double		bytes;	/* bytes delivered to the sink */
 };
 
+/* A session's descriptors. */
+enum {
+	FD_CLIENT,	/* the client's connection (read side in inetd) */
+	FD_CLIENT_OUT,	/* its write side: the same, or fd 1 in inetd */
+	FD_REMOTE,	/* CONNECT's outgoing socket, BIND's accepted peer */
+	FD_LISTEN,	/* BIND's listening socket */
+	FD_UDP,		/* UDP ASSOCIATE: the client-facing socket */
+	FD_UDP4,	/* UDP ASSOCIATE: outward IPv4 socket */
+	FD_UDP6,	/* UDP ASSOCIATE: outward IPv6 socket */
+	NFD
+};
+
 struct session {
 	enum state	state;
 	unsigned	gen;		/* bumped each time the slot is used */
-	int		cfd;		/* client, read side */
-	int		cwfd;		/* client, write side (fd 1 in inetd) */
-	int		rfd;		/* remote socket */
+	int		fd[NFD];	/* its descriptors, -1 when unused */
+	int		pi[NFD];	/* their pollfd index this pass, or -1 */
 	int		apos;		/* position in the active list */
-	int		pi[3];		/* pollfd index of cfd, cwfd, rfd */
 	unsigned long	start;		/* ms clock at accept */
 	unsigned long	deadline;	/* ms clock */
 	struct flow	up;		/* client to remote */
@@ -163,6 +195,20 @@ struct session {
 	union sockaddr_any peer;	/* the client's address */
 	char		dname[256];	/* destination, as text */
 	char		user[256];	/* authenticated user, or "" */
+	unsigned long	lookup_deadline; /* when a lookup is given up */
+	/* UDP ASSOCIATE */
+	unsigned short	uport;		/* client's UDP port, 0 unknown */
+	unsigned char	uport_fixed;	/* the request named the port */
+	unsigned char	ulookup;	/* a lookup for dname is out */
+	unsigned char	rfrag;		/* highest FRAG in the sequence */
+	int		rbuf;		/* reassembly buffer, -1 none */
+	unsigned	rlen;		/* bytes reassembled so far */
+	unsigned long	rdeadline;	/* reassembly timer */
+	int		held;		/* datagram waiting for a lookup */
+	unsigned	held_len;
+	unsigned long	dgrams_up;	/* datagrams relayed each way ... */
+	unsigned long	dgrams_down;
+	unsigned long	dgrams_dropped;	/* ... and dropped */
 };
 
 /* Resolver pipe records; both ends are this same program. */
@@ -193,6 +239,7 @@ struct user {
 
 static struct socks5_config conf;
 static int		 handshake_ms;	/* greeting .. reply, and connect */
+static int		 bind_ms;	/* BIND's wait for its peer */
 static unsigned long	 now;		/* ms clock, updated every pass */
 
 static struct session	*sess;		/* the table */
@@ -211,7 +258,24 @@ static unsigned char	*pool;		/* spill buffers */
 static int		*poolfree;
 static int		 npoolfree;
 
-static unsigned char	 scratch[SOCKS5_BUFSIZE];
+/*
+ * UDP buffers hold a reassembled datagram, or one that waits for a
+ * lookup: its header (ATYP DST.ADDR DST.PORT, at most 259 bytes) at
+ * UB_HDR, and up to 65535 bytes of DATA at UB_DATA.
+ */
+#define UDP_DATA_MAX	65535
+#define UB_HDR		0
+#define UB_DATA		264
+#define UB_SIZE		(UB_DATA + UDP_DATA_MAX)
+#define UDPBUF(i)	(udpbufs + (size_t)(i) * UB_SIZE)
+
+static unsigned char	*udpbufs;
+static int		*udpfree;
+static int		 nudpfree;
+
+/* Big enough for a TCP read and for a UDP datagram with a header. */
+#define SCRATCH_SIZE	(UB_DATA + UDP_DATA_MAX + 1)
+static unsigned char	 scratch[SCRATCH_SIZE];
 
 static struct user	*users[2];	/* current and reload tables */
 static int		 nusers[2];
@@ -638,6 +702,7 @@ auth_parse(const unsigned char *p, size_t n, struct credentials *c)
 	return (int)(3 + ulen + plen);
 }
 
+/* A parsed request, or a parsed UDP header (cmd holds FRAG then). */
 struct request {
 	unsigned char	 cmd;
 	unsigned char	 atyp;
@@ -647,19 +712,15 @@ struct request {
 	unsigned	 port;
 };
 
-/* VER CMD RSV ATYP DST.ADDR DST.PORT */
+/* ATYP ADDR PORT, shared by requests and UDP headers. */
 static int
-request_parse(const unsigned char *p, size_t n, struct request *r)
+socksaddr_parse(const unsigned char *p, size_t n, struct request *r)
 {
 	size_t	 alen, need;
 
 	if (n < 1)
 		return 0;
-	if (p[0] != SOCKS5_VERSION)
-		return PARSE_BADVER;
-	if (n < 4)
-		return 0;
-	switch (p[3]) {
+	switch (p[0]) {
 	case SOCKS5_ATYP_IPV4:
 		alen = 4;
 		break;
@@ -667,57 +728,104 @@ request_parse(const unsigned char *p, size_t n, struct request *r)
 		alen = 16;
 		break;
 	case SOCKS5_ATYP_DOMAIN:
-		if (n < 5)
+		if (n < 2)
 			return 0;
-		alen = 1 + (size_t)p[4];
+		alen = 1 + (size_t)p[1];
 		break;
 	default:
 		return PARSE_BADATYP;
 	}
-	need = 4 + alen + 2;
+	need = 1 + alen + 2;
 	if (n < need)
 		return 0;
-	memset(r, 0, sizeof(*r));
-	r->cmd = p[1];
-	r->atyp = p[3];
-	if (p[3] == SOCKS5_ATYP_DOMAIN) {
-		r->namelen = p[4];
-		memcpy(r->name, p + 5, r->namelen);
+	r->atyp = p[0];
+	memset(r->addr, 0, sizeof(r->addr));
+	r->namelen = 0;
+	r->name[0] = '\0';
+	if (p[0] == SOCKS5_ATYP_DOMAIN) {
+		r->namelen = p[1];
+		memcpy(r->name, p + 2, r->namelen);
 		r->name[r->namelen] = '\0';
 	} else {
-		memcpy(r->addr, p + 4, alen);
+		memcpy(r->addr, p + 1, alen);
 	}
-	r->port = ((unsigned)p[4 + alen] << 8) | p[5 + alen];
+	r->port = ((unsigned)p[1 + alen] << 8) | p[2 + alen];
 	return (int)need;
+}
+
+/* VER CMD RSV ATYP DST.ADDR DST.PORT */
+static int
+request_parse(const unsigned char *p, size_t n, struct request *r)
+{
+	int	 len;
+
+	if (n < 1)
+		return 0;
+	if (p[0] != SOCKS5_VERSION)
+		return PARSE_BADVER;
+	if (n < 4)
+		return 0;
+	r->cmd = p[1];
+	if ((len = socksaddr_parse(p + 3, n - 3, r)) <= 0)
+		return len;
+	return 3 + len;
+}
+
+/*
+ * RSV RSV FRAG ATYP DST.ADDR DST.PORT, then DATA: a datagram is whole,
+ * so anything short or odd is malformed (-1). A DOMAINNAME must be a
+ * non-empty name without NUL. Returns the header length.
+ */
+static int
+udp_parse(const unsigned char *p, size_t n, struct request *r)
+{
+	int	 len;
+
+	if (n < 4 || p[0] != 0 || p[1] != 0)
+		return -1;
+	if ((len = socksaddr_parse(p + 3, n - 3, r)) <= 0)
+		return -1;
+	if (r->atyp == SOCKS5_ATYP_DOMAIN &&
+	    (r->namelen == 0 || strlen(r->name) != r->namelen))
+		return -1;
+	r->cmd = p[2];
+	return 3 + len;
+}
+
+/* Write ATYP ADDR PORT for a socket address; returns its size. */
+static size_t
+socksaddr_build(unsigned char *p, const union sockaddr_any *a)
+{
+	unsigned	 port = 0;
+	size_t		 n;
+
+	if (a != NULL && a->sa.sa_family == AF_INET6) {
+		p[0] = SOCKS5_ATYP_IPV6;
+		memcpy(p + 1, &a->sin6.sin6_addr, 16);
+		port = ntohs(a->sin6.sin6_port);
+		n = 17;
+	} else {
+		p[0] = SOCKS5_ATYP_IPV4;
+		memset(p + 1, 0, 4);
+		if (a != NULL && a->sa.sa_family == AF_INET) {
+			memcpy(p + 1, &a->sin.sin_addr, 4);
+			port = ntohs(a->sin.sin_port);
+		}
+		n = 5;
+	}
+	p[n] = (unsigned char)(port >> 8);
+	p[n + 1] = (unsigned char)(port & 0xff);
+	return n + 2;
 }
 
 /* Write a reply: VER REP RSV ATYP BND.ADDR BND.PORT; returns its size. */
 static size_t
 reply_build(unsigned char *p, int rep, const union sockaddr_any *a)
 {
-	unsigned	 port = 0;
-	size_t		 n;
-
 	p[0] = SOCKS5_VERSION;
 	p[1] = (unsigned char)rep;
 	p[2] = 0;
-	if (a != NULL && a->sa.sa_family == AF_INET6) {
-		p[3] = SOCKS5_ATYP_IPV6;
-		memcpy(p + 4, &a->sin6.sin6_addr, 16);
-		port = ntohs(a->sin6.sin6_port);
-		n = 20;
-	} else {
-		p[3] = SOCKS5_ATYP_IPV4;
-		memset(p + 4, 0, 4);
-		if (a != NULL && a->sa.sa_family == AF_INET) {
-			memcpy(p + 4, &a->sin.sin_addr, 4);
-			port = ntohs(a->sin.sin_port);
-		}
-		n = 8;
-	}
-	p[n] = (unsigned char)(port >> 8);
-	p[n + 1] = (unsigned char)(port & 0xff);
-	return n + 2;
+	return 3 + socksaddr_build(p + 3, a);
 }
 
 /* ------------------------------------------------------------------ */
@@ -814,7 +922,7 @@ static int
 resolver_spawn(int i)
 {
 	pid_t	 pid;
-	int	 k;
+	int	 j, k;
 
 	if ((pid = fork()) == -1)
 		return -1;
@@ -832,11 +940,9 @@ resolver_spawn(int i)
 	close_fd(&ra_fd);
 	close_fd(&sig_pipe[0]);
 	close_fd(&sig_pipe[1]);
-	for (k = 0; k < nactive; k++) {
-		close_fd(&sess[active[k]].cfd);
-		close_fd(&sess[active[k]].cwfd);
-		close_fd(&sess[active[k]].rfd);
-	}
+	for (k = 0; k < nactive; k++)
+		for (j = 0; j < NFD; j++)
+			close_fd(&sess[active[k]].fd[j]);
 	resolver_main();
 	_exit(0);
 	return 0;
@@ -887,6 +993,11 @@ resolvers_reap(void)
 
 static void	session_fail(struct session *, int);
 static void	connect_next(struct session *);
+static void	dest_ready(struct session *);
+static void	bind_start(struct session *);
+static void	udp_start(struct session *, const struct request *);
+static void	udp_lookup_answer(struct session *, const struct lookup_ans *);
+static void	udp_release(struct session *);
 static void	lookup_answer(struct session *, const struct lookup_ans *);
 
 static struct session *
@@ -903,9 +1014,9 @@ session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
 	memset(&s->down, 0, sizeof(s->down));
 	s->up.buf = s->down.buf = -1;
 	s->gen++;
-	s->cfd = cfd;
-	s->cwfd = cwfd;
-	s->rfd = -1;
+	s->fd[FD_CLIENT] = cfd;
+	s->fd[FD_CLIENT_OUT] = cwfd;
+	s->fd[FD_REMOTE] = -1;
 	s->start = now;
 	s->deadline = now + (unsigned long)handshake_ms;
 	s->outlen = 0;
@@ -917,6 +1028,10 @@ session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
 	s->result = "closed";
 	s->dname[0] = s->user[0] = '\0';
 	s->dport = 0;
+	s->uport = 0;
+	s->uport_fixed = s->ulookup = 0;
+	s->rbuf = s->held = -1;
+	s->dgrams_up = s->dgrams_down = s->dgrams_dropped = 0;
 	memset(&s->peer, 0, sizeof(s->peer));
 	if (peer != NULL && plen <= (socklen_t)sizeof(s->peer) &&
 	    (peer->sa_family == AF_INET || peer->sa_family == AF_INET6))
@@ -930,9 +1045,10 @@ session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
 static void
 session_log(const struct session *s)
 {
-	char		 peer[64], dst[1100], user[1100];
+	char		 peer[64], dst[1100], user[1100], udp[80];
 	const char	*method, *cmd;
 	unsigned long	 ms = now - s->start;
+	int		 v6;
 
 	if (conf.verbose < 1)
 		return;
@@ -943,30 +1059,39 @@ session_log(const struct session *s)
 	    s->cmd == SOCKS5_CMD_UDP ? "udp" : "-";
 	(void)strcpy(dst, "-");
 	if (s->cmd != 0) {
-		(void)escape(dst, sizeof(dst) - 8, s->dname, strlen(s->dname));
-		(void)sprintf(dst + strlen(dst), ":%u", s->dport);
+		v6 = strchr(s->dname, ':') != NULL;
+		(void)strcpy(dst, v6 ? "[" : "");
+		(void)escape(dst + v6, sizeof(dst) - 10, s->dname,
+		    strlen(s->dname));
+		(void)sprintf(dst + strlen(dst), "%s:%u", v6 ? "]" : "",
+		    s->dport);
 	}
 	if (s->user[0] != '\0')
 		(void)escape(user, sizeof(user), s->user, strlen(s->user));
 	else
 		(void)strcpy(user, "-");
+	udp[0] = '\0';
+	if (s->cmd == SOCKS5_CMD_UDP)
+		(void)sprintf(udp, " datagrams=%lu/%lu dropped=%lu",
+		    s->dgrams_up, s->dgrams_down, s->dgrams_dropped);
 	logmsg(LOG_INFO, "session %s method=%s user=%s cmd=%s dst=%s "
-	    "result=%s up=%.0f down=%.0f time=%lu.%03lus",
+	    "result=%s up=%.0f down=%.0f%s time=%lu.%03lus",
 	    addr_str(peer, sizeof(peer), &s->peer), method, user, cmd, dst,
-	    s->result, s->up.bytes, s->down.bytes, ms / 1000, ms % 1000);
+	    s->result, s->up.bytes, s->down.bytes, udp, ms / 1000, ms % 1000);
 }
 
 static void
 session_free(struct session *s)
 {
 	int	 slot = (int)(s - sess);
+	int	 i;
 
 	session_log(s);
-	if (s->cwfd != s->cfd)
-		close_fd(&s->cwfd);
-	close_fd(&s->cfd);
-	s->cwfd = -1;
-	close_fd(&s->rfd);
+	if (s->fd[FD_CLIENT_OUT] == s->fd[FD_CLIENT])
+		s->fd[FD_CLIENT_OUT] = -1;
+	for (i = 0; i < NFD; i++)
+		close_fd(&s->fd[i]);
+	udp_release(s);
 	buf_put(&s->up);
 	buf_put(&s->down);
 	if (s->queued)
@@ -979,6 +1104,24 @@ session_free(struct session *s)
 	freelist[nfree++] = slot;
 	full_logged = 0;
 	listen_paused = 0;
+}
+
+/* Data moved: push the idle deadline out. */
+static void
+session_touch(struct session *s)
+{
+	s->deadline = now + (unsigned long)conf.idle_timeout * 1000UL;
+}
+
+/* Close every descriptor but the client's. */
+static void
+session_close_aux(struct session *s)
+{
+	int	 i;
+
+	for (i = FD_REMOTE; i < NFD; i++)
+		close_fd(&s->fd[i]);
+	udp_release(s);
 }
 
 static void
@@ -998,7 +1141,7 @@ reply_flush(struct session *s)
 	ssize_t	 n;
 
 	while (s->outlen > 0) {
-		n = write(s->cwfd, s->out, s->outlen);
+		n = write(s->fd[FD_CLIENT_OUT], s->out, s->outlen);
 		if (n < 0)
 			return AGAIN(errno) ? 0 : -1;
 		memmove(s->out, s->out + n, s->outlen - (size_t)n);
@@ -1020,8 +1163,8 @@ reply_send(struct session *s, const unsigned char *p, size_t n)
 static void
 client_shutdown(struct session *s)
 {
-	if (shutdown(s->cwfd, SHUT_WR) == -1 && s->cwfd != s->cfd)
-		close_fd(&s->cwfd);
+	if (shutdown(s->fd[FD_CLIENT_OUT], SHUT_WR) == -1 && s->fd[FD_CLIENT_OUT] != s->fd[FD_CLIENT])
+		close_fd(&s->fd[FD_CLIENT_OUT]);
 }
 
 /* Enter the lingering close: the final reply is out, drain input. */
@@ -1030,7 +1173,7 @@ linger_start(struct session *s)
 {
 	buf_put(&s->up);
 	buf_put(&s->down);
-	close_fd(&s->rfd);
+	session_close_aux(s);
 	client_shutdown(s);
 	s->state = S_LINGER;
 	s->deadline = now + SOCKS5_LINGER_MS;
@@ -1041,7 +1184,7 @@ static void
 session_close_with(struct session *s, const unsigned char *p, size_t n)
 {
 	buf_put(&s->up);
-	close_fd(&s->rfd);
+	session_close_aux(s);
 	if (s->queued) {
 		s->queued = 0;
 		nqueued--;
@@ -1130,16 +1273,22 @@ st_auth(struct session *s, const unsigned char *p, size_t n)
 	return len;
 }
 
-/* Outgoing family allowed by -4/-6 and by the -b address? */
+/* Outgoing family allowed by -4/-6? */
+static int
+family_ok(int fam)
+{
+	return !(conf.family == 4 && fam != AF_INET) &&
+	    !(conf.family == 6 && fam != AF_INET6);
+}
+
+/* ... and by the -b address, for CONNECT? */
 static int
 family_allowed(int fam)
 {
 	static union sockaddr_any b;
 	static socklen_t blen;
 
-	if (conf.family == 4 && fam != AF_INET)
-		return 0;
-	if (conf.family == 6 && fam != AF_INET6)
+	if (!family_ok(fam))
 		return 0;
 	if (conf.bind_addr != NULL) {
 		if (blen == 0 && addr_parse(&b, &blen, conf.bind_addr, 0) == -1)
@@ -1150,37 +1299,55 @@ family_allowed(int fam)
 	return 1;
 }
 
-/* Ask a helper to look up s->dname; in single-session mode, block. */
 static void
-lookup_start(struct session *s)
+lookup_req_fill(struct lookup_req *q, const struct session *s)
+{
+	memset(q, 0, sizeof(*q));
+	q->slot = (unsigned)(s - sess);
+	q->gen = s->gen;
+	q->family = conf.family == 4 ? AF_INET :
+	    conf.family == 6 ? AF_INET6 : AF_UNSPEC;
+	(void)strcpy(q->name, s->dname);
+}
+
+/*
+ * Ask a helper to look up s->dname; when the pipe is full, the request
+ * waits for POLLOUT. In single-session mode, look it up right here.
+ */
+static int
+lookup_send(struct session *s)
 {
 	struct lookup_req	 q;
 	struct lookup_ans	 a;
 	ssize_t			 n;
 
-	memset(&q, 0, sizeof(q));
-	q.slot = (unsigned)(s - sess);
-	q.gen = s->gen;
-	q.family = conf.family == 4 ? AF_INET :
-	    conf.family == 6 ? AF_INET6 : AF_UNSPEC;
-	(void)strcpy(q.name, s->dname);
-	s->state = S_RESOLVE;
-	s->deadline = now + (unsigned long)handshake_ms;
+	lookup_req_fill(&q, s);
+	s->lookup_deadline = now + (unsigned long)handshake_ms;
 	if (nresolvers == 0) {
 		lookup(&q, &a);
 		now = clock_ms();
 		lookup_answer(s, &a);
-		return;
+		return 0;
 	}
 	n = write(rq_fd, &q, sizeof(q));
 	if (n == (ssize_t)sizeof(q))
-		return;
+		return 0;
 	if (n < 0 && AGAIN(errno)) {
 		s->queued = 1;
 		nqueued++;
-		return;
+		return 0;
 	}
-	session_fail(s, SOCKS5_REP_FAILURE);
+	return -1;
+}
+
+/* S_REQUEST named a host: wait in S_RESOLVE for its addresses. */
+static void
+lookup_start(struct session *s)
+{
+	s->state = S_RESOLVE;
+	s->deadline = now + (unsigned long)handshake_ms;
+	if (lookup_send(s) == -1)
+		session_fail(s, SOCKS5_REP_FAILURE);
 }
 
 /* The resolver answered for s (still waiting): try the addresses. */
@@ -1189,6 +1356,10 @@ lookup_answer(struct session *s, const struct lookup_ans *a)
 {
 	int	 i;
 
+	if (s->cmd == SOCKS5_CMD_UDP) {
+		udp_lookup_answer(s, a);
+		return;
+	}
 	if (a->naddr <= 0) {
 		logmsg(LOG_DEBUG, "cannot resolve %s", s->dname);
 		session_fail(s, SOCKS5_REP_HOST_UNREACHABLE);
@@ -1201,7 +1372,7 @@ lookup_answer(struct session *s, const struct lookup_ans *a)
 		memcpy(s->aaddr[i], a->aaddr[i], 16);
 	}
 	s->lasterr = EAFNOSUPPORT;
-	connect_next(s);
+	dest_ready(s);
 }
 
 /* S_REQUEST: authenticated (or no auth needed); the request is due. */
@@ -1229,7 +1400,11 @@ st_request(struct session *s, const unsigned char *p, size_t n)
 	else
 		(void)inet_ntop(r.atyp == SOCKS5_ATYP_IPV4 ? AF_INET : AF_INET6,
 		    r.addr, s->dname, sizeof(s->dname));
-	if (r.cmd != SOCKS5_CMD_CONNECT) {
+	if (r.cmd == SOCKS5_CMD_UDP) {
+		udp_start(s, &r);
+		return len;
+	}
+	if (r.cmd != SOCKS5_CMD_CONNECT && r.cmd != SOCKS5_CMD_BIND) {
 		session_fail(s, SOCKS5_REP_CMD_UNSUPPORTED);
 		return 0;
 	}
@@ -1242,8 +1417,7 @@ st_request(struct session *s, const unsigned char *p, size_t n)
 		return len;
 	}
 	fam = r.atyp == SOCKS5_ATYP_IPV4 ? AF_INET : AF_INET6;
-	if ((conf.family == 4 && fam != AF_INET) ||
-	    (conf.family == 6 && fam != AF_INET6)) {
+	if (!family_ok(fam)) {
 		session_fail(s, SOCKS5_REP_ATYP_UNSUPPORTED);
 		return 0;
 	}
@@ -1252,7 +1426,8 @@ st_request(struct session *s, const unsigned char *p, size_t n)
 	s->afam[0] = (unsigned char)fam;
 	memcpy(s->aaddr[0], r.addr, 16);
 	s->deadline = now + (unsigned long)handshake_ms;
-	connect_next(s);
+	s->lasterr = EAFNOSUPPORT;
+	dest_ready(s);
 	return len;
 }
 
@@ -1301,11 +1476,11 @@ client_input(struct session *s)
 		p = BUF(f->buf);
 		memmove(p, p + f->off, f->len);
 		f->off = 0;
-		n = read(s->cfd, p + f->len, SOCKS5_BUFSIZE - f->len);
+		n = read(s->fd[FD_CLIENT], p + f->len, SOCKS5_BUFSIZE - f->len);
 		have = f->len;
 	} else {
 		p = scratch;
-		n = read(s->cfd, p, sizeof(scratch));
+		n = read(s->fd[FD_CLIENT], p, SOCKS5_BUFSIZE);
 		have = 0;
 	}
 	if (n == 0) {
@@ -1354,10 +1529,10 @@ connected(struct session *s)
 	unsigned char		 r[22];
 
 	memset(&local, 0, sizeof(local));
-	(void)getsockname(s->rfd, &local.sa, &len);
+	(void)getsockname(s->fd[FD_REMOTE], &local.sa, &len);
 	s->state = S_RELAY;
 	s->result = rep_name[SOCKS5_REP_SUCCEEDED];
-	s->deadline = now + (unsigned long)conf.idle_timeout * 1000UL;
+	session_touch(s);
 	reply_send(s, r, reply_build(r, SOCKS5_REP_SUCCEEDED, &local));
 }
 
@@ -1386,7 +1561,7 @@ connect_next(struct session *s)
 			continue;
 		}
 		set_nodelay(fd);
-		s->rfd = fd;
+		s->fd[FD_REMOTE] = fd;
 		if (connect(fd, &a.sa, alen) == 0) {
 			connected(s);
 			return;
@@ -1396,7 +1571,7 @@ connect_next(struct session *s)
 			return;
 		}
 		s->lasterr = errno;
-		close_fd(&s->rfd);
+		close_fd(&s->fd[FD_REMOTE]);
 	}
 	session_fail(s, rep_from_errno(s->lasterr));
 }
@@ -1408,9 +1583,9 @@ st_connect(struct session *s, int rr)
 	int		 err = 0;
 	socklen_t	 len = sizeof(err);
 
-	if (!(rr & (POLLOUT | POLLERR | POLLHUP)))
+	if (!(rr & READY_OUT))
 		return;
-	if (getsockopt(s->rfd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+	if (getsockopt(s->fd[FD_REMOTE], SOL_SOCKET, SO_ERROR, &err, &len) == -1)
 		err = errno;
 	if (err == 0) {
 		connected(s);
@@ -1419,8 +1594,640 @@ st_connect(struct session *s, int rr)
 	s->lasterr = err;
 	logmsg(LOG_DEBUG, "connect %s port %u: %s", s->dname, s->dport,
 	    strerror(err));
-	close_fd(&s->rfd);
+	close_fd(&s->fd[FD_REMOTE]);
 	connect_next(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* BIND: listen for one incoming connection on the client's behalf.    */
+
+/* The destination's addresses are known: connect, or listen for BIND. */
+static void
+dest_ready(struct session *s)
+{
+	if (s->cmd == SOCKS5_CMD_BIND)
+		bind_start(s);
+	else
+		connect_next(s);
+}
+
+/* Is the destination the all-zero address: accept any peer? */
+static int
+dst_is_any(const struct session *s)
+{
+	static const unsigned char zero[16];
+
+	return s->naddr == 1 && memcmp(s->aaddr[0], zero,
+	    s->afam[0] == AF_INET ? 4 : 16) == 0;
+}
+
+/*
+ * The address an application server can reach us at: -b when given;
+ * else the local address the system would use to reach the destination
+ * (connecting a UDP socket sends nothing); for an all-zero destination,
+ * the local address of the client's own connection; the wildcard last.
+ */
+static void
+bind_local(struct session *s, int fam, union sockaddr_any *a,
+    socklen_t *alen)
+{
+	union sockaddr_any	 d;
+	socklen_t		 dlen;
+	int			 fd;
+
+	if (conf.bind_addr != NULL &&
+	    addr_parse(a, alen, conf.bind_addr, 0) == 0 &&
+	    a->sa.sa_family == fam)
+		return;
+	*alen = sizeof(*a);
+	memset(a, 0, sizeof(*a));
+	if (!dst_is_any(s)) {
+		dlen = addr_make(&d, fam, s->aaddr[0], s->dport ? s->dport : 9);
+		if ((fd = socket(fam, SOCK_DGRAM, 0)) != -1) {
+			if (connect(fd, &d.sa, dlen) == -1 ||
+			    getsockname(fd, &a->sa, alen) == -1)
+				memset(a, 0, sizeof(*a));
+			(void)close(fd);
+		}
+	} else if (getsockname(s->fd[FD_CLIENT], &a->sa, alen) == -1) {
+		memset(a, 0, sizeof(*a));
+	}
+	if (a->sa.sa_family != fam) {
+		memset(a, 0, sizeof(*a));
+		a->sa.sa_family = (unsigned short)fam;
+	}
+	if (fam == AF_INET) {
+		a->sin.sin_port = 0;
+		*alen = sizeof(a->sin);
+	} else {
+		a->sin6.sin6_port = 0;
+		*alen = sizeof(a->sin6);
+	}
+}
+
+/* Replace the address in a reply by the -e address, keeping the port. */
+static void
+announce(union sockaddr_any *a)
+{
+	union sockaddr_any	 e;
+	socklen_t		 elen;
+	unsigned short		 port;
+
+	if (conf.external_addr == NULL ||
+	    addr_parse(&e, &elen, conf.external_addr, 0) == -1)
+		return;
+	port = a->sa.sa_family == AF_INET ? a->sin.sin_port :
+	    a->sin6.sin6_port;
+	*a = e;
+	if (a->sa.sa_family == AF_INET)
+		a->sin.sin_port = port;
+	else
+		a->sin6.sin6_port = port;
+}
+
+/* Open the listener and send the first reply. */
+static void
+bind_start(struct session *s)
+{
+	union sockaddr_any	 a;
+	socklen_t		 alen;
+	unsigned char		 r[22];
+	int			 fd, i, fam = 0;
+
+	for (i = 0; i < s->naddr && fam == 0; i++)
+		if (family_ok(s->afam[i]))
+			fam = s->afam[i];
+	if (fam == 0) {
+		session_fail(s, SOCKS5_REP_ATYP_UNSUPPORTED);
+		return;
+	}
+	bind_local(s, fam, &a, &alen);
+	if ((fd = socket(fam, SOCK_STREAM, 0)) == -1) {
+		logmsg(LOG_WARNING, "warning: bind socket: %s", strerror(errno));
+		session_fail(s, SOCKS5_REP_FAILURE);
+		return;
+	}
+	s->fd[FD_LISTEN] = fd;
+	set_cloexec(fd);
+	if (set_nonblock(fd) == -1 || bind(fd, &a.sa, alen) == -1 ||
+	    listen(fd, 1) == -1) {
+		logmsg(LOG_WARNING, "warning: bind listener: %s",
+		    strerror(errno));
+		session_fail(s, SOCKS5_REP_FAILURE);
+		return;
+	}
+	alen = sizeof(a);
+	(void)getsockname(fd, &a.sa, &alen);
+	announce(&a);
+	s->state = S_BIND_WAIT;
+	s->deadline = now + (unsigned long)bind_ms;
+	reply_send(s, r, reply_build(r, SOCKS5_REP_SUCCEEDED, &a));
+}
+
+/* Is p the peer the client named (any, if it named all zeros)? */
+static int
+bind_peer_ok(const struct session *s, const union sockaddr_any *p)
+{
+	static const unsigned char mapped[12] = {
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+	};
+	const unsigned char	*ip;
+	int			 i, fam;
+
+	if (dst_is_any(s))
+		return 1;
+	fam = p->sa.sa_family;
+	ip = fam == AF_INET ? (const unsigned char *)&p->sin.sin_addr :
+	    (const unsigned char *)&p->sin6.sin6_addr;
+	if (fam == AF_INET6 && memcmp(ip, mapped, 12) == 0) {
+		fam = AF_INET;
+		ip += 12;
+	}
+	for (i = 0; i < s->naddr; i++)
+		if (s->afam[i] == fam && memcmp(s->aaddr[i], ip,
+		    fam == AF_INET ? 4 : 16) == 0)
+			return 1;
+	return 0;
+}
+
+/* Keep what the client sends before the peer arrives; see it leave. */
+static void
+bind_client_input(struct session *s)
+{
+	struct flow	*f = &s->up;
+	ssize_t		 n;
+
+	if (f->buf < 0) {
+		if ((f->buf = buf_get()) < 0) {
+			f->full = 1;	/* read again once the peer is in */
+			return;
+		}
+		f->off = f->len = 0;
+	}
+	memmove(BUF(f->buf), BUF(f->buf) + f->off, f->len);
+	f->off = 0;
+	n = read(s->fd[FD_CLIENT], BUF(f->buf) + f->len,
+	    SOCKS5_BUFSIZE - f->len);
+	if (n == 0 || (n < 0 && !AGAIN(errno))) {
+		session_end(s, "client-gone");
+		return;
+	}
+	if (n > 0)
+		f->len += (unsigned)n;
+	if (f->len == SOCKS5_BUFSIZE)
+		f->full = 1;
+	if (f->len == 0)
+		buf_put(f);
+}
+
+/* The listener is readable: take the expected peer, turn others away. */
+static void
+bind_accept(struct session *s)
+{
+	union {
+		struct sockaddr_storage	 ss;
+		union sockaddr_any	 a;
+	} peer;
+	socklen_t	 plen;
+	unsigned char	 r[22];
+	char		 buf[64];
+	int		 fd;
+
+	for (;;) {
+		plen = sizeof(peer);
+		fd = accept(s->fd[FD_LISTEN], &peer.a.sa, &plen);
+		if (fd == -1) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (!AGAIN(errno)) {
+				logmsg(LOG_WARNING, "warning: bind accept: %s",
+				    strerror(errno));
+				session_fail(s, SOCKS5_REP_FAILURE);
+			}
+			return;
+		}
+		if (!bind_peer_ok(s, &peer.a)) {
+			logmsg(LOG_NOTICE, "bind: refused %s, waiting for %s",
+			    addr_str(buf, sizeof(buf), &peer.a), s->dname);
+			(void)close(fd);
+			continue;
+		}
+		close_fd(&s->fd[FD_LISTEN]);
+		s->fd[FD_REMOTE] = fd;
+		set_cloexec(fd);
+		(void)set_nonblock(fd);
+		set_nodelay(fd);
+		s->state = S_RELAY;
+		s->up.full = s->up.full || s->up.len > 0;
+		s->result = rep_name[SOCKS5_REP_SUCCEEDED];
+		session_touch(s);
+		reply_send(s, r, reply_build(r, SOCKS5_REP_SUCCEEDED, &peer.a));
+		return;
+	}
+}
+
+/*
+ * S_BIND_WAIT: the first reply went out and FD_LISTEN listens. Client
+ * data is kept for the peer; a client that leaves ends the session.
+ */
+static void
+st_bind_wait(struct session *s, const int *rev)
+{
+	if (rev[FD_CLIENT] & READY_IN) {
+		bind_client_input(s);
+		if (s->state != S_BIND_WAIT)
+			return;
+	}
+	if (rev[FD_LISTEN] & READY_IN)
+		bind_accept(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* UDP ASSOCIATE: datagrams between the client's UDP port and the      */
+/* world, with RFC 1928 section 7 fragment reassembly.                 */
+
+static int
+udpbuf_get(void)
+{
+	return nudpfree > 0 ? udpfree[--nudpfree] : -1;
+}
+
+static void
+udpbuf_put(int *b)
+{
+	if (*b >= 0)
+		udpfree[nudpfree++] = *b;
+	*b = -1;
+}
+
+/* Return the UDP state's buffers to the pool. */
+static void
+udp_release(struct session *s)
+{
+	udpbuf_put(&s->rbuf);
+	udpbuf_put(&s->held);
+	s->ulookup = 0;
+}
+
+static void
+udp_drop(struct session *s, const char *why)
+{
+	s->dgrams_dropped++;
+	logmsg(LOG_DEBUG, "udp: dropped a datagram of %s: %s", s->dname, why);
+}
+
+/*
+ * The client-facing socket sits on the local address of the client's
+ * control connection; its address (or -e's) goes in the reply.
+ */
+static void
+udp_start(struct session *s, const struct request *r)
+{
+	union sockaddr_any	 a;
+	socklen_t		 alen = sizeof(a);
+	unsigned char		 rep[22];
+	int			 fd;
+
+	s->uport = (unsigned short)r->port;
+	s->uport_fixed = r->port != 0;
+	memset(&a, 0, sizeof(a));
+	if (getsockname(s->fd[FD_CLIENT], &a.sa, &alen) == -1 ||
+	    (a.sa.sa_family != AF_INET && a.sa.sa_family != AF_INET6)) {
+		session_fail(s, SOCKS5_REP_FAILURE);
+		return;
+	}
+	if (a.sa.sa_family == AF_INET)
+		a.sin.sin_port = 0;
+	else
+		a.sin6.sin6_port = 0;
+	if ((fd = socket(a.sa.sa_family, SOCK_DGRAM, 0)) == -1) {
+		session_fail(s, SOCKS5_REP_FAILURE);
+		return;
+	}
+	s->fd[FD_UDP] = fd;
+	set_cloexec(fd);
+	if (set_nonblock(fd) == -1 || bind(fd, &a.sa, alen) == -1 ||
+	    getsockname(fd, &a.sa, &alen) == -1) {
+		logmsg(LOG_WARNING, "warning: udp socket: %s", strerror(errno));
+		session_fail(s, SOCKS5_REP_FAILURE);
+		return;
+	}
+	announce(&a);
+	s->naddr = 0;		/* no name cached yet */
+	s->state = S_UDP;
+	s->result = rep_name[SOCKS5_REP_SUCCEEDED];
+	session_touch(s);
+	reply_send(s, rep, reply_build(rep, SOCKS5_REP_SUCCEEDED, &a));
+}
+
+/* Does a datagram from src belong to this association's client? */
+static int
+udp_from_client_ok(const struct session *s, const union sockaddr_any *src)
+{
+	if (src->sa.sa_family != s->peer.sa.sa_family)
+		return 0;
+	if (src->sa.sa_family == AF_INET)
+		return memcmp(&src->sin.sin_addr, &s->peer.sin.sin_addr, 4) ==
+		    0 && (!s->uport_fixed ||
+		    ntohs(src->sin.sin_port) == s->uport);
+	return memcmp(&src->sin6.sin6_addr, &s->peer.sin6.sin6_addr, 16) ==
+	    0 && (!s->uport_fixed || ntohs(src->sin6.sin6_port) == s->uport);
+}
+
+/* The outward socket of a family, made on first use. */
+static int
+udp_outward(struct session *s, int fam)
+{
+	union sockaddr_any	 a;
+	socklen_t		 alen;
+	int			 slot = fam == AF_INET ? FD_UDP4 : FD_UDP6;
+	int			 fd;
+
+	if (s->fd[slot] >= 0)
+		return s->fd[slot];
+	if (conf.bind_addr == NULL ||
+	    addr_parse(&a, &alen, conf.bind_addr, 0) == -1 ||
+	    a.sa.sa_family != fam) {
+		memset(&a, 0, sizeof(a));
+		a.sa.sa_family = (unsigned short)fam;
+		alen = fam == AF_INET ? sizeof(a.sin) : sizeof(a.sin6);
+	}
+	if ((fd = socket(fam, SOCK_DGRAM, 0)) == -1)
+		return -1;
+	set_cloexec(fd);
+	if (set_nonblock(fd) == -1 || bind(fd, &a.sa, alen) == -1) {
+		(void)close(fd);
+		return -1;
+	}
+	s->fd[slot] = fd;
+	return fd;
+}
+
+/*
+ * Send DATA to the destination its header names. A DOMAINNAME uses the
+ * association's last answer; another name is looked up while this one
+ * datagram waits in a UDP buffer (ub, or a new one), and datagrams for
+ * other names that come meanwhile are dropped. ub, a UDP buffer that
+ * already holds the datagram or -1, is always consumed.
+ */
+static void
+udp_forward(struct session *s, const unsigned char *hdr,
+    const unsigned char *data, size_t len, int ub)
+{
+	struct request		 d;
+	union sockaddr_any	 a;
+	socklen_t		 alen;
+	const unsigned char	*ip;
+	int			 fam, fd, hlen;
+
+	hlen = socksaddr_parse(hdr, 262, &d);
+	if (d.atyp == SOCKS5_ATYP_DOMAIN) {
+		if (s->naddr == 0 || strcmp(s->dname, d.name) != 0) {
+			if (s->ulookup) {
+				udp_drop(s, "another lookup is pending");
+				udpbuf_put(&ub);
+				return;
+			}
+			if (ub < 0 && (ub = udpbuf_get()) >= 0) {
+				memcpy(UDPBUF(ub) + UB_HDR, hdr, (size_t)hlen);
+				memcpy(UDPBUF(ub) + UB_DATA, data, len);
+			}
+			if (ub < 0) {
+				udp_drop(s, "no UDP buffer free");
+				return;
+			}
+			s->held = ub;
+			s->held_len = (unsigned)len;
+			s->naddr = 0;
+			memcpy(s->dname, d.name, (size_t)d.namelen + 1);
+			s->ulookup = 1;
+			if (lookup_send(s) == -1) {
+				s->ulookup = 0;
+				udpbuf_put(&s->held);
+				udp_drop(s, "resolver unavailable");
+			}
+			return;
+		}
+		fam = s->afam[0];
+		ip = s->aaddr[0];
+	} else {
+		fam = d.atyp == SOCKS5_ATYP_IPV4 ? AF_INET : AF_INET6;
+		ip = d.addr;
+	}
+	udpbuf_put(&ub);
+	if (!family_ok(fam)) {
+		udp_drop(s, "address family not allowed");
+		return;
+	}
+	alen = addr_make(&a, fam, ip, d.port);
+	if ((fd = udp_outward(s, fam)) == -1) {
+		udp_drop(s, strerror(errno));
+		return;
+	}
+	if (sendto(fd, data, len, 0, &a.sa, alen) == -1) {
+		udp_drop(s, strerror(errno));
+		return;
+	}
+	s->dgrams_up++;
+	s->up.bytes += (double)len;
+}
+
+/* A lookup for a datagram came back: cache it, send what waited. */
+static void
+udp_lookup_answer(struct session *s, const struct lookup_ans *a)
+{
+	int	 i, ub;
+
+	s->ulookup = 0;
+	s->naddr = 0;
+	for (i = 0; i < a->naddr && s->naddr == 0; i++)
+		if (family_ok(a->afam[i])) {
+			s->afam[0] = a->afam[i];
+			memcpy(s->aaddr[0], a->aaddr[i], 16);
+			s->naddr = 1;
+		}
+	ub = s->held;
+	s->held = -1;
+	if (ub < 0)
+		return;
+	if (s->naddr == 0) {
+		udp_drop(s, "cannot resolve");
+		udpbuf_put(&ub);
+		return;
+	}
+	udp_forward(s, UDPBUF(ub) + UB_HDR, UDPBUF(ub) + UB_DATA,
+	    s->held_len, ub);
+}
+
+/* Give up a partial sequence. */
+static void
+reasm_abandon(struct session *s, const char *why)
+{
+	if (s->rbuf < 0)
+		return;
+	udp_drop(s, why);
+	udpbuf_put(&s->rbuf);
+}
+
+/*
+ * One fragment (FRAG 1..127, 0x80 marks the last). A sequence starts at
+ * position 1 and goes up by one, to one destination; a lower or equal
+ * position abandons it (RFC 1928: "less than the highest"), and so does
+ * a gap, which means one was lost. The last one sends the whole.
+ */
+static void
+reasm_add(struct session *s, const unsigned char *p, size_t n, int hlen)
+{
+	int	 pos = p[2] & 0x7f, last = p[2] & 0x80;
+	size_t	 dlen = n - (size_t)hlen;
+
+	if (s->rbuf >= 0 && (pos != s->rfrag + 1 ||
+	    memcmp(UDPBUF(s->rbuf) + UB_HDR, p + 3, (size_t)hlen - 3) != 0))
+		reasm_abandon(s, "fragment out of sequence");
+	if (s->rbuf < 0) {
+		if (pos != 1) {
+			udp_drop(s, "fragment without its sequence");
+			return;
+		}
+		if ((s->rbuf = udpbuf_get()) < 0) {
+			logmsg(LOG_NOTICE, "udp: no reassembly buffer free, "
+			    "sequence dropped");
+			udp_drop(s, "no reassembly buffer free");
+			return;
+		}
+		memcpy(UDPBUF(s->rbuf) + UB_HDR, p + 3, (size_t)hlen - 3);
+		s->rlen = 0;
+		s->rdeadline = now + (unsigned long)conf.frag_timeout * 1000UL;
+	}
+	if (s->rlen + dlen > UDP_DATA_MAX) {
+		logmsg(LOG_NOTICE, "udp: reassembled datagram too long, "
+		    "sequence dropped");
+		reasm_abandon(s, "sequence too long");
+		return;
+	}
+	memcpy(UDPBUF(s->rbuf) + UB_DATA + s->rlen, p + hlen, dlen);
+	s->rlen += (unsigned)dlen;
+	s->rfrag = (unsigned char)pos;
+	if (last) {
+		int	 ub = s->rbuf;
+
+		s->rbuf = -1;
+		udp_forward(s, UDPBUF(ub) + UB_HDR, UDPBUF(ub) + UB_DATA,
+		    s->rlen, ub);
+	}
+}
+
+/* Datagrams from the client: check the source, parse, forward. */
+static void
+udp_from_client(struct session *s)
+{
+	union {
+		struct sockaddr_storage	 ss;
+		union sockaddr_any	 a;
+	} src;
+	struct request	 h;
+	socklen_t	 slen;
+	ssize_t		 n;
+	int		 i, hlen;
+
+	for (i = 0; i < SOCKS5_UDP_BATCH; i++) {
+		slen = sizeof(src);
+		n = recvfrom(s->fd[FD_UDP], scratch, UB_DATA + UDP_DATA_MAX,
+		    0, &src.a.sa, &slen);
+		if (n < 0) {
+			if (AGAIN(errno))
+				return;
+			continue;
+		}
+		if (!udp_from_client_ok(s, &src.a)) {
+			udp_drop(s, "not from the client");
+			continue;
+		}
+		s->uport = ntohs(src.a.sa.sa_family == AF_INET ?
+		    src.a.sin.sin_port : src.a.sin6.sin6_port);
+		session_touch(s);
+		if ((hlen = udp_parse(scratch, (size_t)n, &h)) < 0) {
+			udp_drop(s, "malformed header");
+			continue;
+		}
+		if (h.cmd == 0)
+			udp_forward(s, scratch + 3, scratch + hlen,
+			    (size_t)n - (size_t)hlen, -1);
+		else
+			reasm_add(s, scratch, (size_t)n, hlen);
+	}
+}
+
+/* Datagrams from the world: prefix the header, send to the client. */
+static void
+udp_from_remote(struct session *s, int fd)
+{
+	union {
+		struct sockaddr_storage	 ss;
+		union sockaddr_any	 a;
+	} src;
+	union sockaddr_any	 to;
+	socklen_t		 slen;
+	ssize_t			 n;
+	size_t			 hlen;
+	unsigned char		 hdr[22];
+	int			 i;
+
+	for (i = 0; i < SOCKS5_UDP_BATCH; i++) {
+		slen = sizeof(src);
+		n = recvfrom(fd, scratch + sizeof(hdr), UDP_DATA_MAX, 0,
+		    &src.a.sa, &slen);
+		if (n < 0) {
+			if (AGAIN(errno))
+				return;
+			continue;
+		}
+		if (s->uport == 0) {
+			udp_drop(s, "client port not known yet");
+			continue;
+		}
+		hdr[0] = hdr[1] = hdr[2] = 0;
+		hlen = 3 + socksaddr_build(hdr + 3, &src.a);
+		memcpy(scratch + sizeof(hdr) - hlen, hdr, hlen);
+		to = s->peer;
+		if (to.sa.sa_family == AF_INET)
+			to.sin.sin_port = htons(s->uport);
+		else
+			to.sin6.sin6_port = htons(s->uport);
+		if (sendto(s->fd[FD_UDP], scratch + sizeof(hdr) - hlen,
+		    hlen + (size_t)n, 0, &to.sa, to.sa.sa_family == AF_INET ?
+		    sizeof(to.sin) : sizeof(to.sin6)) == -1) {
+			udp_drop(s, strerror(errno));
+			continue;
+		}
+		s->dgrams_down++;
+		s->down.bytes += (double)n;
+		session_touch(s);
+	}
+}
+
+/*
+ * S_UDP: the association is up. Its TCP connection carries nothing more
+ * and only says, by closing, when the association ends.
+ */
+static void
+st_udp(struct session *s, const int *rev)
+{
+	ssize_t	 n;
+
+	if (rev[FD_CLIENT] & READY_IN) {
+		n = read(s->fd[FD_CLIENT], scratch, SOCKS5_BUFSIZE);
+		if (n == 0 || (n < 0 && !AGAIN(errno))) {
+			session_end(s, s->result);
+			return;
+		}
+	}
+	if (rev[FD_UDP] & READY_IN)
+		udp_from_client(s);
+	if (rev[FD_UDP4] & READY_IN)
+		udp_from_remote(s, s->fd[FD_UDP4]);
+	if (rev[FD_UDP6] & READY_IN)
+		udp_from_remote(s, s->fd[FD_UDP6]);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1464,9 +2271,9 @@ flow_pump(struct flow *f, int src, int dst)
 	for (round = 0; round < SOCKS5_PUMP_ROUNDS; round++) {
 		peek = npoolfree == 0;
 		if (peek)
-			n = recv(src, scratch, sizeof(scratch), MSG_PEEK);
+			n = recv(src, scratch, SOCKS5_BUFSIZE, MSG_PEEK);
 		else
-			n = read(src, scratch, sizeof(scratch));
+			n = read(src, scratch, SOCKS5_BUFSIZE);
 		if (n == 0) {
 			f->eof = 1;
 			return 1;
@@ -1493,7 +2300,7 @@ flow_pump(struct flow *f, int src, int dst)
 			return 1;
 		}
 		moved = 1;
-		if (n < (ssize_t)sizeof(scratch))
+		if (n < SOCKS5_BUFSIZE)
 			break;
 	}
 	return 1;
@@ -1504,7 +2311,7 @@ static int
 relay_check_close(struct session *s)
 {
 	if (s->up.eof && s->up.len == 0 && !s->up.shut) {
-		(void)shutdown(s->rfd, SHUT_WR);
+		(void)shutdown(s->fd[FD_REMOTE], SHUT_WR);
 		s->up.shut = 1;
 	}
 	if (s->down.eof && s->down.len == 0 && !s->down.shut) {
@@ -1514,51 +2321,50 @@ relay_check_close(struct session *s)
 	return s->up.shut && s->down.shut;
 }
 
-/* S_RELAY: connected and answered (the reply may still be in out). */
+/*
+ * S_RELAY: connected and answered (the reply may still be queued, and
+ * the remote's data waits for it). A flow with pending data is written
+ * first; a source is read only when its flow has nothing pending.
+ */
 static void
-st_relay(struct session *s, int rc, int rw, int rr)
+st_relay(struct session *s, const int *rev)
 {
 	int	 r;
 
-	if (s->outlen > 0 && (rw & (POLLOUT | POLLERR | POLLHUP)) &&
-	    reply_flush(s) == -1) {
-		session_end(s, "client-gone");
-		return;
-	}
-	if (rr & (POLLOUT | POLLERR | POLLHUP) && (s->up.len || s->up.full)) {
-		if (flow_flush(&s->up, s->rfd) == -1) {
+	if ((rev[FD_REMOTE] & READY_OUT) && s->up.full) {
+		if (flow_flush(&s->up, s->fd[FD_REMOTE]) == -1) {
 			session_end(s, "remote-gone");
 			return;
 		}
 		s->up.full = s->up.len > 0;
 	}
-	if (rw & (POLLOUT | POLLERR | POLLHUP) && s->outlen == 0 &&
-	    (s->down.len || s->down.full)) {
-		if (flow_flush(&s->down, s->cwfd) == -1) {
+	if ((rev[FD_CLIENT_OUT] & READY_OUT) && s->outlen == 0 &&
+	    s->down.full) {
+		if (flow_flush(&s->down, s->fd[FD_CLIENT_OUT]) == -1) {
 			session_end(s, "client-gone");
 			return;
 		}
 		s->down.full = s->down.len > 0;
 	}
-	if ((rc & (POLLIN | POLLERR | POLLHUP)) && !s->up.eof &&
-	    !s->up.full) {
-		if ((r = flow_pump(&s->up, s->cfd, s->rfd)) == -1) {
+	if ((rev[FD_CLIENT] & READY_IN) && !s->up.eof && !s->up.full) {
+		r = flow_pump(&s->up, s->fd[FD_CLIENT], s->fd[FD_REMOTE]);
+		if (r == -1) {
 			session_end(s, "error");
 			return;
 		}
 		if (r > 0)
-			s->deadline = now + (unsigned long)conf.idle_timeout *
-			    1000UL;
+			session_touch(s);
 	}
-	if ((rr & (POLLIN | POLLERR | POLLHUP)) && !s->down.eof &&
-	    !s->down.full && s->outlen == 0) {
-		if ((r = flow_pump(&s->down, s->rfd, s->cwfd)) == -1) {
+	if ((rev[FD_REMOTE] & READY_IN) && !s->down.eof && !s->down.full &&
+	    s->outlen == 0) {
+		r = flow_pump(&s->down, s->fd[FD_REMOTE],
+		    s->fd[FD_CLIENT_OUT]);
+		if (r == -1) {
 			session_end(s, "error");
 			return;
 		}
 		if (r > 0)
-			s->deadline = now + (unsigned long)conf.idle_timeout *
-			    1000UL;
+			session_touch(s);
 	}
 	if (relay_check_close(s))
 		session_end(s, s->result);
@@ -1567,15 +2373,11 @@ st_relay(struct session *s, int rc, int rw, int rr)
 /* ------------------------------------------------------------------ */
 /* Closing states.                                                     */
 
-/* S_CLOSING: a final reply is queued in out. */
+/* S_CLOSING: a final reply was queued in out; session_run flushes it. */
 static void
-st_closing(struct session *s, int rw)
+st_closing(struct session *s)
 {
-	if (!(rw & (POLLOUT | POLLERR | POLLHUP)))
-		return;
-	if (reply_flush(s) == -1)
-		session_end(s, s->result);
-	else if (s->outlen == 0)
+	if (s->outlen == 0)
 		linger_start(s);
 }
 
@@ -1585,9 +2387,9 @@ st_linger(struct session *s, int rc)
 {
 	ssize_t	 n;
 
-	if (!(rc & (POLLIN | POLLERR | POLLHUP)))
+	if (!(rc & READY_IN))
 		return;
-	n = read(s->cfd, scratch, sizeof(scratch));
+	n = read(s->fd[FD_CLIENT], scratch, sizeof(scratch));
 	if (n == 0 || (n < 0 && !AGAIN(errno)))
 		session_end(s, s->result);
 }
@@ -1598,30 +2400,44 @@ st_linger(struct session *s, int rc)
 
 /* What each of a session's descriptors waits for in its state. */
 static void
-session_events(const struct session *s, short *ec, short *ew, short *er)
+session_events(const struct session *s, short *ev)
 {
-	*ec = *ew = *er = 0;
+	int	 i;
+
+	for (i = 0; i < NFD; i++)
+		ev[i] = 0;
 	if (s->outlen > 0)
-		*ew |= POLLOUT;
+		ev[FD_CLIENT_OUT] |= POLLOUT;
 	switch (s->state) {
 	case S_GREETING:
 	case S_AUTH:
 	case S_REQUEST:
 	case S_LINGER:
-		*ec |= POLLIN;
+		ev[FD_CLIENT] |= POLLIN;
 		break;
 	case S_CONNECT:
-		*er |= POLLOUT;
+		ev[FD_REMOTE] |= POLLOUT;
+		break;
+	case S_BIND_WAIT:
+		ev[FD_LISTEN] |= POLLIN;
+		if (!s->up.full)
+			ev[FD_CLIENT] |= POLLIN;
+		break;
+	case S_UDP:
+		ev[FD_CLIENT] |= POLLIN;
+		ev[FD_UDP] |= POLLIN;
+		ev[FD_UDP4] |= POLLIN;
+		ev[FD_UDP6] |= POLLIN;
 		break;
 	case S_RELAY:
 		if (!s->up.eof && !s->up.full)
-			*ec |= POLLIN;
-		if (s->up.len || s->up.full)
-			*er |= POLLOUT;
+			ev[FD_CLIENT] |= POLLIN;
+		if (s->up.full)
+			ev[FD_REMOTE] |= POLLOUT;
 		if (!s->down.eof && !s->down.full && s->outlen == 0)
-			*er |= POLLIN;
-		if (s->down.len || s->down.full)
-			*ew |= POLLOUT;
+			ev[FD_REMOTE] |= POLLIN;
+		if (s->down.full)
+			ev[FD_CLIENT_OUT] |= POLLOUT;
 		break;
 	default:
 		break;
@@ -1645,8 +2461,8 @@ poll_build(void)
 {
 	struct session	*s;
 	unsigned long	 first = 0;
-	int		 i, have = 0;
-	short		 ec, ew, er;
+	int		 i, k, have = 0;
+	short		 ev[NFD];
 
 	npfd = npolled = 0;
 	(void)pfd_add(sig_pipe[0], POLLIN);
@@ -1657,17 +2473,22 @@ poll_build(void)
 		(void)pfd_add(lfd, POLLIN);
 	for (i = 0; i < nactive; i++) {
 		s = &sess[active[i]];
-		session_events(s, &ec, &ew, &er);
-		if (s->cwfd == s->cfd) {
-			ec |= ew;
-			ew = 0;
+		session_events(s, ev);
+		if (s->fd[FD_CLIENT_OUT] == s->fd[FD_CLIENT]) {
+			ev[FD_CLIENT] |= ev[FD_CLIENT_OUT];
+			ev[FD_CLIENT_OUT] = 0;
 		}
-		s->pi[0] = pfd_add(s->cfd, ec);
-		s->pi[1] = s->cwfd == s->cfd ? s->pi[0] : pfd_add(s->cwfd, ew);
-		s->pi[2] = pfd_add(s->rfd, er);
+		for (k = 0; k < NFD; k++)
+			s->pi[k] = pfd_add(s->fd[k], ev[k]);
+		if (s->fd[FD_CLIENT_OUT] == s->fd[FD_CLIENT])
+			s->pi[FD_CLIENT_OUT] = s->pi[FD_CLIENT];
 		polled[npolled++] = active[i];
 		if (!have || DUE(s->deadline, first))
 			first = s->deadline;
+		if (s->rbuf >= 0 && DUE(s->rdeadline, first))
+			first = s->rdeadline;
+		if (s->ulookup && DUE(s->lookup_deadline, first))
+			first = s->lookup_deadline;
 		have = 1;
 	}
 	if (listen_paused && (!have || DUE(listen_resume, first))) {
@@ -1681,60 +2502,56 @@ poll_build(void)
 	return first - now > 86400000UL ? 86400000 : (int)(first - now);
 }
 
-static int
-revents_of(int i)
-{
-	return i >= 0 ? pfd[i].revents : 0;
-}
-
-/* Run the state function of s for its descriptors' events. */
+/*
+ * Run the state function of s for its descriptors' events. A queued
+ * handshake reply is flushed first, whatever the state.
+ */
 static void
 session_run(struct session *s)
 {
-	int	 rc = revents_of(s->pi[0]);
-	int	 rw = revents_of(s->pi[1]);
-	int	 rr = revents_of(s->pi[2]);
+	int	 rev[NFD], i, any = 0;
 
-	if ((rc | rw | rr) & POLLNVAL) {
+	for (i = 0; i < NFD; i++) {
+		rev[i] = s->pi[i] >= 0 ? pfd[s->pi[i]].revents : 0;
+		any |= rev[i];
+	}
+	if (any & POLLNVAL) {
 		session_end(s, "bad-descriptor");
+		return;
+	}
+	if (s->outlen > 0 && (rev[FD_CLIENT_OUT] & READY_OUT) &&
+	    reply_flush(s) == -1) {
+		session_end(s, s->state == S_CLOSING ? s->result :
+		    "client-gone");
 		return;
 	}
 	switch (s->state) {
 	case S_GREETING:
 	case S_AUTH:
 	case S_REQUEST:
-		if (s->outlen > 0 && (rw & (POLLOUT | POLLERR | POLLHUP)) &&
-		    reply_flush(s) == -1) {
-			session_end(s, "client-gone");
-			break;
-		}
-		if (rc & (POLLIN | POLLERR | POLLHUP))
+		if (rev[FD_CLIENT] & READY_IN)
 			client_input(s);
 		break;
-	case S_RESOLVE:
-		if (s->outlen > 0 && (rw & (POLLOUT | POLLERR | POLLHUP)) &&
-		    reply_flush(s) == -1)
-			session_end(s, "client-gone");
-		break;
 	case S_CONNECT:
-		if (s->outlen > 0 && (rw & (POLLOUT | POLLERR | POLLHUP)) &&
-		    reply_flush(s) == -1) {
-			session_end(s, "client-gone");
-			break;
-		}
-		st_connect(s, rr);
+		st_connect(s, rev[FD_REMOTE]);
+		break;
+	case S_BIND_WAIT:
+		st_bind_wait(s, rev);
 		break;
 	case S_RELAY:
-		st_relay(s, rc, rw, rr);
+		st_relay(s, rev);
+		break;
+	case S_UDP:
+		st_udp(s, rev);
 		break;
 	case S_CLOSING:
-		st_closing(s, rw);
+		st_closing(s);
 		break;
 	case S_LINGER:
-		st_linger(s, rc);
+		st_linger(s, rev[FD_CLIENT]);
 		break;
 	default:
-		break;
+		break;		/* S_RESOLVE waits for the resolver */
 	}
 }
 
@@ -1747,6 +2564,13 @@ sessions_expire(void)
 
 	for (i = 0; i < nactive; i++) {
 		s = &sess[active[i]];
+		if (s->rbuf >= 0 && DUE(s->rdeadline, now))
+			reasm_abandon(s, "reassembly timer expired");
+		if (s->ulookup && DUE(s->lookup_deadline, now)) {
+			s->ulookup = 0;
+			udpbuf_put(&s->held);
+			udp_drop(s, "lookup timed out");
+		}
 		if (!DUE(s->deadline, now))
 			continue;
 		switch (s->state) {
@@ -1754,9 +2578,11 @@ sessions_expire(void)
 			session_fail(s, SOCKS5_REP_HOST_UNREACHABLE);
 			break;
 		case S_CONNECT:
+		case S_BIND_WAIT:
 			session_fail(s, SOCKS5_REP_TTL_EXPIRED);
 			break;
 		case S_RELAY:
+		case S_UDP:
 			session_end(s, "idle-timeout");
 			break;
 		case S_CLOSING:
@@ -1789,7 +2615,8 @@ lookups_read(void)
 		if (a.slot >= (unsigned)nsess)
 			continue;
 		s = &sess[a.slot];
-		if (s->gen != a.gen || s->state != S_RESOLVE || s->queued)
+		if (s->gen != a.gen || s->queued || !(s->state == S_RESOLVE ||
+		    (s->state == S_UDP && s->ulookup)))
 			continue;
 		lookup_answer(s, &a);
 		if (s->state == S_DONE)
@@ -1809,12 +2636,7 @@ lookups_send(void)
 		s = &sess[active[i]];
 		if (!s->queued)
 			continue;
-		memset(&q, 0, sizeof(q));
-		q.slot = (unsigned)active[i];
-		q.gen = s->gen;
-		q.family = conf.family == 4 ? AF_INET :
-		    conf.family == 6 ? AF_INET6 : AF_UNSPEC;
-		(void)strcpy(q.name, s->dname);
+		lookup_req_fill(&q, s);
 		if (write(rq_fd, &q, sizeof(q)) != (ssize_t)sizeof(q))
 			return;
 		s->queued = 0;
@@ -1973,9 +2795,9 @@ loop_once(void)
 /* Startup: tables, listener, descriptor limit, privileges, daemon.    */
 
 static int
-tables_alloc(int maxsess, int npool)
+tables_alloc(int maxsess, int npool, int nudp)
 {
-	int	 i;
+	int	 i, j;
 
 	free(sess);
 	free(freelist);
@@ -1984,6 +2806,8 @@ tables_alloc(int maxsess, int npool)
 	free(pfd);
 	free(pool);
 	free(poolfree);
+	free(udpbufs);
+	free(udpfree);
 	free(users[0]);
 	free(users[1]);
 	users[0] = users[1] = NULL;
@@ -1992,15 +2816,21 @@ tables_alloc(int maxsess, int npool)
 	freelist = calloc((size_t)maxsess, sizeof(int));
 	active = calloc((size_t)maxsess, sizeof(int));
 	polled = calloc((size_t)maxsess, sizeof(int));
-	pfd = calloc((size_t)maxsess * 3 + 8, sizeof(*pfd));
+	pfd = calloc((size_t)maxsess * NFD + 8, sizeof(*pfd));
 	pool = malloc((size_t)npool * SOCKS5_BUFSIZE);
 	poolfree = calloc((size_t)npool, sizeof(int));
+	udpbufs = malloc((size_t)nudp * UB_SIZE);
+	udpfree = calloc((size_t)nudp, sizeof(int));
 	if (!sess || !freelist || !active || !polled || !pfd || !pool ||
-	    !poolfree)
+	    !poolfree || !udpbufs || !udpfree)
 		return -1;
+	for (i = 0; i < nudp; i++)
+		udpfree[i] = nudp - 1 - i;
+	nudpfree = nudp;
 	for (i = 0; i < maxsess; i++) {
 		sess[i].state = S_FREE;
-		sess[i].cfd = sess[i].cwfd = sess[i].rfd = -1;
+		for (j = 0; j < NFD; j++)
+			sess[i].fd[j] = -1;
 		freelist[i] = maxsess - 1 - i;
 	}
 	nfree = maxsess;
@@ -2157,17 +2987,22 @@ signals_install(void)
 }
 
 static int
-startup_common(const struct socks5_config *cf, int maxsess, int npool)
+startup_common(const struct socks5_config *cf, int maxsess, int npool,
+    int nudp)
 {
 	conf = *cf;
 	if (conf.idle_timeout < 1)
 		conf.idle_timeout = SOCKS5_IDLE_SECS;
 	handshake_ms = (conf.idle_timeout < SOCKS5_HANDSHAKE_SECS ?
 	    conf.idle_timeout : SOCKS5_HANDSHAKE_SECS) * 1000;
+	bind_ms = (conf.idle_timeout < SOCKS5_BIND_SECS ?
+	    conf.idle_timeout : SOCKS5_BIND_SECS) * 1000;
 	now = clock_ms();
 	if (conf.log == SOCKS5_LOG_SYSLOG)
 		openlog("socks5", LOG_PID | LOG_NDELAY, LOG_DAEMON);
-	if (tables_alloc(maxsess, npool) == -1) {
+	if (conf.frag_timeout < SOCKS5_FRAG_SECS)
+		conf.frag_timeout = SOCKS5_FRAG_SECS;
+	if (tables_alloc(maxsess, npool, nudp) == -1) {
 		logmsg(LOG_ERR, "fatal: out of memory");
 		return -1;
 	}
@@ -2189,6 +3024,7 @@ socks5_config_init(struct socks5_config *cf)
 	cf->port = 1080;
 	cf->max_sessions = SOCKS5_MAXSESS;
 	cf->idle_timeout = SOCKS5_IDLE_SECS;
+	cf->frag_timeout = SOCKS5_FRAG_SECS;
 	cf->log = SOCKS5_LOG_STDERR;
 }
 
@@ -2208,10 +3044,15 @@ socks5_serve(const struct socks5_config *cf)
 	int	 maxsess = cf->max_sessions > 0 ? cf->max_sessions :
 		    SOCKS5_MAXSESS;
 	int	 npool = maxsess / SOCKS5_POOL_DIV;
+	int	 nudp = maxsess / SOCKS5_UDP_DIV;
 
 	if (npool < SOCKS5_POOL_MIN)
 		npool = SOCKS5_POOL_MIN;
-	if (startup_common(cf, maxsess, npool) != 0)
+	if (nudp < SOCKS5_UDP_MIN)
+		nudp = SOCKS5_UDP_MIN;
+	if (nudp > SOCKS5_UDP_MAX)
+		nudp = SOCKS5_UDP_MAX;
+	if (startup_common(cf, maxsess, npool, nudp) != 0)
 		return -1;
 	if (pipe(sig_pipe) == -1)
 		return -1;
@@ -2268,7 +3109,7 @@ serve_one(const struct socks5_config *cf, int rfd, int wfd)
 	socklen_t	 plen = sizeof(peer);
 	struct sigaction sa;
 
-	if (startup_common(cf, 1, 2) != 0)
+	if (startup_common(cf, 1, 2, 2) != 0)
 		return -1;
 	if (opt_user != NULL && privileges_drop(opt_user) == -1)
 		return -1;
@@ -2303,9 +3144,10 @@ static void
 usage(FILE *fp)
 {
 	(void)fprintf(fp,
-	    "usage: socks5 [-46dhiv] [-a rule] [-b addr] [-c max] [-l addr] "
-	    "[-p port]\n"
-	    "              [-P pidfile] [-t secs] [-u file] [-U user]\n");
+	    "usage: socks5 [-46dhiv] [-a rule] [-b addr] [-c max] [-e addr] "
+	    "[-f secs]\n"
+	    "              [-l addr] [-p port] [-P pidfile] [-t secs] "
+	    "[-u file] [-U user]\n");
 }
 
 /* A decimal number in [lo, hi], or -1. */
@@ -2340,7 +3182,7 @@ main(int argc, char *argv[])
 	long			 v;
 
 	socks5_config_init(&cf);
-	while ((ch = getopt(argc, argv, "46a:b:c:dhil:p:P:t:u:U:v")) != -1) {
+	while ((ch = getopt(argc, argv, "46a:b:c:de:f:hil:p:P:t:u:U:v")) != -1) {
 		switch (ch) {
 		case '4':
 			cf.family = 4;
@@ -2363,6 +3205,16 @@ main(int argc, char *argv[])
 			break;
 		case 'd':
 			opt_daemon = 1;
+			break;
+		case 'e':
+			if (addr_parse(&a, &alen, optarg, 0) == -1)
+				return bad("address", optarg);
+			cf.external_addr = optarg;
+			break;
+		case 'f':
+			if ((v = number(optarg, SOCKS5_FRAG_SECS, 3600)) < 0)
+				return bad("reassembly timeout", optarg);
+			cf.frag_timeout = (int)v;
 			break;
 		case 'h':
 			usage(stdout);

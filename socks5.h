@@ -68,9 +68,12 @@ struct socks5_config {
 	const char	*listen_addr;	/* IPv4/IPv6 literal, default 127.0.0.1 */
 	int		 port;		/* listening port, default 1080, 0 = any */
 	const char	*bind_addr;	/* local address for outgoing, or NULL */
+	const char	*external_addr;	/* address announced in BIND and UDP
+					   replies instead of our own, or NULL */
 	const char	*user_file;	/* user:password file, or NULL: no auth */
 	int		 max_sessions;	/* session table size, default 1024 */
 	int		 idle_timeout;	/* seconds, default 3600 */
+	int		 frag_timeout;	/* UDP reassembly timer, seconds, >= 5 */
 	int		 family;	/* outgoing family: 0 any, 4 or 6 */
 	int		 verbose;	/* 0 quiet, 1 a line per session, 2 more */
 	int		 log;		/* SOCKS5_LOG_STDERR or SOCKS5_LOG_SYSLOG */
