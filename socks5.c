@@ -180,7 +180,7 @@ struct session {
 	unsigned long	deadline;	/* ms clock */
 	struct flow	up;		/* client to remote */
 	struct flow	down;		/* remote to client */
-	unsigned char	out[32];	/* handshake replies not yet written */
+	unsigned char	out[64];	/* handshake replies not yet written */
 	unsigned	outlen;
 	unsigned char	method;		/* chosen method, 0xff before */
 	unsigned char	cmd;		/* request command, 0 before */
@@ -299,6 +299,9 @@ static int		 users_unreadable; /* startup failed on the -u file */
 
 static int		 sig_pipe[2] = { -1, -1 };
 static volatile sig_atomic_t got_term, got_hup, got_chld;
+static unsigned long	 last_reap;	/* resolvers checked then */
+static int		 ready_fd = -1;	/* -d: tells the parent we are up */
+static int		 pid_fd = -1;	/* -P: the pid file */
 
 /* ------------------------------------------------------------------ */
 /* Logging: one line each, "socks5: " first, to stderr or syslog.      */
@@ -351,6 +354,11 @@ escape(char *dst, size_t size, const char *src, size_t n)
 	dst[o] = '\0';
 	return dst;
 }
+
+/* The session's destination name, escaped, for one log line. */
+#define dname_esc(s)	escape(esc_buf, sizeof(esc_buf), (s)->dname, \
+			    strlen((s)->dname))
+static char		 esc_buf[1100];
 
 /* ------------------------------------------------------------------ */
 /* Small helpers: the clock, descriptors, addresses.                   */
@@ -940,6 +948,8 @@ resolver_spawn(int i)
 	close_fd(&ra_fd);
 	close_fd(&sig_pipe[0]);
 	close_fd(&sig_pipe[1]);
+	close_fd(&ready_fd);
+	close_fd(&pid_fd);
 	for (k = 0; k < nactive; k++)
 		for (j = 0; j < NFD; j++)
 			close_fd(&sess[active[k]].fd[j]);
@@ -970,22 +980,23 @@ resolvers_start(void)
 	return 0;
 }
 
-/* Reap helpers that died and start new ones in their place. */
+/*
+ * Reap helpers that died and start new ones in their place. Only our
+ * own pids: an embedding program's children are its business.
+ */
 static void
 resolvers_reap(void)
 {
-	pid_t	 pid;
 	int	 i, status;
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-		for (i = 0; i < nresolvers; i++)
-			if (resolver[i] == pid) {
-				logmsg(LOG_WARNING, "warning: resolver %ld "
-				    "died, restarting it", (long)pid);
-				if (resolver_spawn(i) == -1)
-					logmsg(LOG_ERR, "fork: %s",
-					    strerror(errno));
-			}
+	for (i = 0; i < nresolvers; i++) {
+		if (waitpid(resolver[i], &status, WNOHANG) != resolver[i])
+			continue;
+		logmsg(LOG_WARNING, "warning: resolver %ld died, restarting "
+		    "it", (long)resolver[i]);
+		if (resolver_spawn(i) == -1)
+			logmsg(LOG_ERR, "warning: fork: %s", strerror(errno));
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -1153,6 +1164,10 @@ reply_flush(struct session *s)
 static void
 reply_send(struct session *s, const unsigned char *p, size_t n)
 {
+	if (s->outlen + n > sizeof(s->out)) {
+		session_end(s, "client-not-reading");
+		return;
+	}
 	memcpy(s->out + s->outlen, p, n);
 	s->outlen += (unsigned)n;
 	if (reply_flush(s) == -1)
@@ -1361,7 +1376,7 @@ lookup_answer(struct session *s, const struct lookup_ans *a)
 		return;
 	}
 	if (a->naddr <= 0) {
-		logmsg(LOG_DEBUG, "cannot resolve %s", s->dname);
+		logmsg(LOG_DEBUG, "cannot resolve %s", dname_esc(s));
 		session_fail(s, SOCKS5_REP_HOST_UNREACHABLE);
 		return;
 	}
@@ -1495,8 +1510,8 @@ client_input(struct session *s)
 	have += (size_t)n;
 	used = handshake(s, p, have);
 	if (s->state == S_DONE || s->state == S_CLOSING ||
-	    s->state == S_LINGER) {
-		buf_put(f);
+	    s->state == S_LINGER || s->state == S_UDP) {
+		buf_put(f);	/* nothing more is relayed on this stream */
 		return;
 	}
 	if (used == have) {
@@ -1514,7 +1529,8 @@ client_input(struct session *s)
 		f->off = (unsigned)used;
 	}
 	f->len = (unsigned)(have - used);
-	f->full = 1;		/* the remote must take this first */
+	/* The remote must take this first; BIND keeps reading meanwhile. */
+	f->full = s->state != S_BIND_WAIT || f->len == SOCKS5_BUFSIZE;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1592,7 +1608,7 @@ st_connect(struct session *s, int rr)
 		return;
 	}
 	s->lasterr = err;
-	logmsg(LOG_DEBUG, "connect %s port %u: %s", s->dname, s->dport,
+	logmsg(LOG_DEBUG, "connect %s port %u: %s", dname_esc(s), s->dport,
 	    strerror(err));
 	close_fd(&s->fd[FD_REMOTE]);
 	connect_next(s);
@@ -1808,7 +1824,7 @@ bind_accept(struct session *s)
 		}
 		if (!bind_peer_ok(s, &peer.a)) {
 			logmsg(LOG_NOTICE, "bind: refused %s, waiting for %s",
-			    addr_str(buf, sizeof(buf), &peer.a), s->dname);
+			    addr_str(buf, sizeof(buf), &peer.a), dname_esc(s));
 			(void)close(fd);
 			continue;
 		}
@@ -1873,7 +1889,8 @@ static void
 udp_drop(struct session *s, const char *why)
 {
 	s->dgrams_dropped++;
-	logmsg(LOG_DEBUG, "udp: dropped a datagram of %s: %s", s->dname, why);
+	logmsg(LOG_DEBUG, "udp: dropped a datagram of %s: %s", dname_esc(s),
+	    why);
 }
 
 /*
@@ -2651,6 +2668,7 @@ refuse(int fd)
 	static const unsigned char no[2] = { SOCKS5_VERSION, 0xff };
 
 	(void)set_nonblock(fd);
+	(void)read(fd, scratch, SOCKS5_BUFSIZE);	/* no RST for this */
 	(void)write(fd, no, 2);
 	(void)close(fd);
 }
@@ -2753,21 +2771,23 @@ signals_drain(void)
 		;
 }
 
-/* One pass: poll, run every session that has events, expire the rest. */
-static int
-loop_once(void)
+/* After poll: run every session that has events, then the rest. */
+static void
+loop_dispatch(void)
 {
 	struct session	*s;
-	int		 i, timeout, n;
+	int		 i;
 
-	timeout = poll_build();
-	n = poll(pfd, (nfds_t)npfd, timeout);
 	now = clock_ms();
-	if (n < 0) {
-		if (errno == EINTR)
-			return 0;
-		logmsg(LOG_ERR, "fatal: poll: %s", strerror(errno));
-		return -1;
+	if (got_hup) {
+		got_hup = 0;
+		if (conf.user_file != NULL)
+			(void)users_load(0);
+	}
+	if (got_chld || DUE(last_reap + 1000, now)) {
+		got_chld = 0;
+		last_reap = now;
+		resolvers_reap();
 	}
 	for (i = 0; i < npolled; i++) {
 		s = &sess[polled[i]];
@@ -2788,6 +2808,20 @@ loop_once(void)
 	if (lfd >= 0 && !listen_paused)
 		clients_accept();
 	sessions_expire();
+}
+
+/* One pass of our own loop. */
+static int
+loop_once(void)
+{
+	int	 n;
+
+	n = poll(pfd, (nfds_t)npfd, poll_build());
+	if (n < 0 && errno != EINTR) {
+		logmsg(LOG_ERR, "fatal: poll: %s", strerror(errno));
+		return -1;
+	}
+	loop_dispatch();
 	return 0;
 }
 
@@ -2928,19 +2962,33 @@ privileges_drop(const char *name)
 	return 0;
 }
 
+/*
+ * Go to the background. The parent waits until the child says it is
+ * ready (daemon_ready) and exits 0, or exits 1 if the child fails first.
+ */
 static int
 daemonize(void)
 {
-	int	 fd;
+	char	 c;
+	int	 fd, p[2];
 
+	if (pipe(p) == -1)
+		return -1;
 	switch (fork()) {
 	case -1:
 		return -1;
 	case 0:
 		break;
 	default:
-		_exit(0);
+		(void)close(p[1]);
+		c = 0;
+		while (read(p[0], &c, 1) == -1 && errno == EINTR)
+			;
+		_exit(c == 'r' ? 0 : 1);
 	}
+	(void)close(p[0]);
+	ready_fd = p[1];
+	set_cloexec(ready_fd);
 	if (setsid() == -1)
 		return -1;
 	(void)chdir("/");
@@ -2954,20 +3002,44 @@ daemonize(void)
 	return 0;
 }
 
+/* Tell a waiting parent (-d) that startup went well. */
+static void
+daemon_ready(void)
+{
+	if (ready_fd >= 0)
+		(void)write(ready_fd, "r", 1);
+	close_fd(&ready_fd);
+}
+
+/* The pid file stays open, so it can be emptied if -U forbids unlink. */
 static int
 pidfile_write(const char *path)
 {
 	char	 buf[32];
-	int	 fd, n;
+	int	 n;
 
-	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644)) == -1) {
+	pid_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (pid_fd == -1) {
 		logmsg(LOG_ERR, "fatal: %s: %s", path, strerror(errno));
 		return -1;
 	}
+	set_cloexec(pid_fd);
 	n = sprintf(buf, "%ld\n", (long)getpid());
-	(void)write(fd, buf, (size_t)n);
-	(void)close(fd);
+	if (write(pid_fd, buf, (size_t)n) != n) {
+		logmsg(LOG_ERR, "fatal: %s: %s", path, strerror(errno));
+		return -1;
+	}
 	return 0;
+}
+
+static void
+pidfile_remove(const char *path)
+{
+	if (pid_fd < 0)
+		return;
+	if (unlink(path) == -1)
+		(void)ftruncate(pid_fd, 0);
+	close_fd(&pid_fd);
 }
 
 static void
@@ -3034,68 +3106,134 @@ socks5_stop(void)
 	on_signal(SIGTERM);
 }
 
-/* The parts of socks5_serve() that main() needs to split around -d. */
+/* Options main() adds around the loop: -d, -P, -U. */
 static const char	*opt_pidfile, *opt_user;
 static int		 opt_daemon;
 
-int
-socks5_serve(const struct socks5_config *cf)
+/* Tables, descriptor limit and listener: what every server needs. */
+static int
+server_open(const struct socks5_config *cf)
 {
-	int	 maxsess = cf->max_sessions > 0 ? cf->max_sessions :
-		    SOCKS5_MAXSESS;
-	int	 npool = maxsess / SOCKS5_POOL_DIV;
-	int	 nudp = maxsess / SOCKS5_UDP_DIV;
+	struct sigaction	 sa;
+	int			 maxsess, npool, nudp;
 
+	maxsess = cf->max_sessions > 0 ? cf->max_sessions : SOCKS5_MAXSESS;
+	npool = maxsess / SOCKS5_POOL_DIV;
+	nudp = maxsess / SOCKS5_UDP_DIV;
 	if (npool < SOCKS5_POOL_MIN)
 		npool = SOCKS5_POOL_MIN;
 	if (nudp < SOCKS5_UDP_MIN)
 		nudp = SOCKS5_UDP_MIN;
 	if (nudp > SOCKS5_UDP_MAX)
 		nudp = SOCKS5_UDP_MAX;
+	got_term = 0;
 	if (startup_common(cf, maxsess, npool, nudp) != 0)
 		return -1;
-	if (pipe(sig_pipe) == -1)
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	(void)sigaction(SIGPIPE, &sa, NULL);
+	fdlimit_raise();
+	if (listener_open() == -1)
 		return -1;
+	spare_fd = open("/dev/null", O_RDONLY);
+	return 0;
+}
+
+int
+socks5_open(const struct socks5_config *cf)
+{
+	if (server_open(cf) == -1 || resolvers_start() == -1) {
+		socks5_close();
+		return -1;
+	}
+	return 0;
+}
+
+int
+socks5_pollfds_max(void)
+{
+	return nsess * NFD + 8;
+}
+
+int
+socks5_pollfds(struct pollfd *fds, int max, int *timeout)
+{
+	*timeout = poll_build();
+	if (npfd > max)
+		return -1;
+	memcpy(fds, pfd, sizeof(*pfd) * (size_t)npfd);
+	return npfd;
+}
+
+void
+socks5_dispatch(const struct pollfd *fds, int n)
+{
+	int	 i;
+
+	for (i = 0; i < n && i < npfd; i++)
+		pfd[i].revents = fds[i].revents;
+	loop_dispatch();
+}
+
+void
+socks5_close(void)
+{
+	int	 i;
+
+	while (nactive > 0)
+		session_free(&sess[active[0]]);
+	close_fd(&lfd);
+	close_fd(&spare_fd);
+	close_fd(&rq_fd);	/* the helpers read EOF and exit */
+	close_fd(&ra_fd);
+	close_fd(&rq_read);
+	close_fd(&ra_write);
+	for (i = 0; i < nresolvers; i++) {
+		(void)kill(resolver[i], SIGTERM);
+		(void)waitpid(resolver[i], NULL, 0);
+	}
+	nresolvers = 0;
+	close_fd(&sig_pipe[0]);
+	close_fd(&sig_pipe[1]);
+}
+
+int
+socks5_serve(const struct socks5_config *cf)
+{
+	int	 r = -1;
+
+	if (server_open(cf) == -1)
+		goto out;
+	if (pipe(sig_pipe) == -1)
+		goto out;
 	(void)set_nonblock(sig_pipe[0]);
 	(void)set_nonblock(sig_pipe[1]);
 	set_cloexec(sig_pipe[0]);
 	set_cloexec(sig_pipe[1]);
 	signals_install();
-	fdlimit_raise();
-	if (listener_open() == -1)
-		return -1;
-	spare_fd = open("/dev/null", O_RDONLY);
 	if (opt_daemon && daemonize() == -1) {
 		logmsg(LOG_ERR, "fatal: daemon: %s", strerror(errno));
-		return -1;
+		goto out;
 	}
 	if (opt_pidfile != NULL && pidfile_write(opt_pidfile) == -1)
-		return -1;
+		goto out;
 	if (opt_user != NULL && privileges_drop(opt_user) == -1)
-		return -1;
+		goto out;
 	if (resolvers_start() == -1) {
 		logmsg(LOG_ERR, "fatal: resolver helpers: %s",
 		    strerror(errno));
-		return -1;
+		goto out;
 	}
-	while (!got_term) {
-		if (got_hup) {
-			got_hup = 0;
-			if (conf.user_file != NULL)
-				(void)users_load(0);
-		}
-		if (got_chld) {
-			got_chld = 0;
-			resolvers_reap();
-		}
+	daemon_ready();
+	while (!got_term)
 		if (loop_once() == -1)
-			break;
-	}
-	close_fd(&lfd);
-	close_fd(&rq_fd);
+			goto out;
+	r = 0;
+out:
+	socks5_close();
 	if (opt_pidfile != NULL)
-		(void)unlink(opt_pidfile);
-	return got_term ? 0 : -1;
+		pidfile_remove(opt_pidfile);
+	return r;
 }
 
 /* Serve one connected client on rfd (read) and wfd (write). */
@@ -3116,6 +3254,7 @@ serve_one(const struct socks5_config *cf, int rfd, int wfd)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
 	(void)sigaction(SIGPIPE, &sa, NULL);
+	(void)sigaction(SIGHUP, &sa, NULL);
 	memset(&peer, 0, sizeof(peer));
 	if (getpeername(rfd, &peer.sa, &plen) == -1)
 		plen = 0;

@@ -10,15 +10,20 @@
  *	return socks5_serve(&cf);
  *
  * socks5_serve() runs the poll loop until SIGTERM or SIGINT (or until
- * socks5_stop() is called from a signal handler). socks5_serve_fd() serves
- * one connection that is already accepted, as inetd does, and returns when
- * that session ends.
+ * socks5_stop() is called from a signal handler); it installs handlers
+ * for SIGTERM, SIGINT, SIGHUP (re-read the user file) and SIGCHLD, and
+ * ignores SIGPIPE. socks5_serve_fd() serves one connection that is
+ * already accepted, as inetd does, and returns when that session ends.
+ * A program with a poll() loop of its own uses socks5_open(),
+ * socks5_pollfds(), socks5_dispatch() and socks5_close() instead.
  *
  * Everything here is prefixed socks5_ or SOCKS5_; socks5.c exports nothing
  * else.
  */
 #ifndef SOCKS5_H
 #define SOCKS5_H
+
+#include <poll.h>	/* struct pollfd, for the event loop interface */
 
 #ifdef __cplusplus
 extern "C" {
@@ -97,6 +102,40 @@ int	socks5_serve_fd(const struct socks5_config *cf, int fd);
 
 /* Ask a running socks5_serve() to return; safe in a signal handler. */
 void	socks5_stop(void);
+
+/*
+ * Driving the server from your own poll() loop, with no second thread:
+ *
+ *	struct pollfd *fds = malloc(sizeof(*fds) * socks5_pollfds_max());
+ *	socks5_open(&cf);
+ *	for (;;) {
+ *		n = socks5_pollfds(fds, max, &timeout);
+ *		... add your own descriptors after fds[n-1], poll them all ...
+ *		socks5_dispatch(fds, n);
+ *	}
+ *	socks5_close();
+ *
+ * socks5_open() opens the listener and forks the resolver helpers; it
+ * sets SIGPIPE to ignored and installs no other signal handler. Returns
+ * 0, or -1 on an error (logged).
+ */
+int	socks5_open(const struct socks5_config *cf);
+
+/* How many pollfd entries socks5_pollfds() may need (after open). */
+int	socks5_pollfds_max(void);
+
+/*
+ * Copy the server's descriptors and events into fds (room for max) and
+ * set *timeout to the poll timeout in ms (-1: none). Returns how many
+ * entries it wrote, or -1 if max is too small.
+ */
+int	socks5_pollfds(struct pollfd *fds, int max, int *timeout);
+
+/* After poll(): hand back the first n entries with revents filled. */
+void	socks5_dispatch(const struct pollfd *fds, int n);
+
+/* Close the listener, every session and the resolver helpers. */
+void	socks5_close(void);
 
 #ifdef __cplusplus
 }
