@@ -573,21 +573,29 @@ bad:
 	return -1;
 }
 
-/* Load the file into the spare table and make it current. */
+/*
+ * Load the file into the spare table and make it current; on an error
+ * the current table stays, and the spare one is wiped.
+ */
 static int
 users_load(int startup)
 {
 	const char	*why = NULL;
+	char		 where[32];
 	int		 spare = !ucur, n, lineno;
 
 	n = users_read(conf.user_file, users[spare], &why, &lineno);
 	if (n < 0) {
+		memset(users[spare], 0, sizeof(struct user) * SOCKS5_MAXUSERS);
+		where[0] = '\0';
 		if (lineno > 0)
-			logmsg(LOG_ERR, "%s%s line %d: %s", startup ? "fatal: " :
-			    "reload failed: ", conf.user_file, lineno, why);
+			(void)sprintf(where, "line %d: ", lineno);
+		if (startup)
+			logmsg(LOG_ERR, "fatal: %s: %s%s", conf.user_file,
+			    where, why);
 		else
-			logmsg(LOG_ERR, "%s%s: %s", startup ? "fatal: " :
-			    "reload failed: ", conf.user_file, why);
+			logmsg(LOG_ERR, "reload of %s failed: %s%s; keeping %d "
+			    "users", conf.user_file, where, why, nusers[ucur]);
 		return -1;
 	}
 	memset(users[ucur], 0, sizeof(struct user) * SOCKS5_MAXUSERS);
