@@ -199,7 +199,7 @@ struct session {
 	/* UDP ASSOCIATE */
 	unsigned short	uport;		/* client's UDP port, 0 unknown */
 	unsigned char	uport_fixed;	/* the request named the port */
-	unsigned char	ulookup;	/* a lookup for dname is out */
+	unsigned char	ulookup;	/* a lookup for cname is out */
 	unsigned char	rfrag;		/* highest FRAG in the sequence */
 	int		rbuf;		/* reassembly buffer, -1 none */
 	unsigned	rlen;		/* bytes reassembled so far */
@@ -209,6 +209,7 @@ struct session {
 	unsigned long	dgrams_up;	/* datagrams relayed each way ... */
 	unsigned long	dgrams_down;
 	unsigned long	dgrams_dropped;	/* ... and dropped */
+	char		cname[256];	/* the name whose answer is cached */
 };
 
 /* Resolver pipe records; both ends are this same program. */
@@ -456,6 +457,29 @@ addr_make(union sockaddr_any *a, int fam, const unsigned char *raw,
 	memcpy(&a->sin6.sin6_addr, raw, 16);
 	a->sin6.sin6_port = htons((unsigned short)port);
 	return sizeof(a->sin6);
+}
+
+/* 127.0.0.0/8, ::1, or ::ffff:127.0.0.0/104? */
+static int
+addr_is_loopback(const union sockaddr_any *a)
+{
+	static const unsigned char v6lo[16] = {
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1
+	};
+	static const unsigned char mapped[12] = {
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+	};
+	const unsigned char *ip;
+
+	if (a->sa.sa_family == AF_INET) {
+		ip = (const unsigned char *)&a->sin.sin_addr;
+		return ip[0] == 127;
+	}
+	if (a->sa.sa_family != AF_INET6)
+		return 0;
+	ip = a->sin6.sin6_addr.s6_addr;
+	return memcmp(ip, v6lo, 16) == 0 ||
+	    (memcmp(ip, mapped, 12) == 0 && ip[12] == 127);
 }
 
 /* "1.2.3.4:80" or "[::1]:80"; "-" for anything else. */
@@ -1049,6 +1073,7 @@ session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
 	s->dport = 0;
 	s->uport = 0;
 	s->uport_fixed = s->ulookup = 0;
+	s->cname[0] = '\0';
 	s->rbuf = s->held = -1;
 	s->dgrams_up = s->dgrams_down = s->dgrams_dropped = 0;
 	memset(&s->peer, 0, sizeof(s->peer));
@@ -1330,7 +1355,7 @@ lookup_req_fill(struct lookup_req *q, const struct session *s)
 	q->gen = s->gen;
 	q->family = conf.family == 4 ? AF_INET :
 	    conf.family == 6 ? AF_INET6 : AF_UNSPEC;
-	(void)strcpy(q->name, s->dname);
+	(void)strcpy(q->name, s->cmd == SOCKS5_CMD_UDP ? s->cname : s->dname);
 }
 
 /*
@@ -1657,7 +1682,7 @@ bind_local(struct session *s, int fam, union sockaddr_any *a,
 {
 	union sockaddr_any	 d;
 	socklen_t		 dlen;
-	int			 fd;
+	int			 fd, lo;
 
 	if (conf.bind_addr != NULL &&
 	    addr_parse(a, alen, conf.bind_addr, 0) == 0 &&
@@ -1677,8 +1702,14 @@ bind_local(struct session *s, int fam, union sockaddr_any *a,
 		memset(a, 0, sizeof(*a));
 	}
 	if (a->sa.sa_family != fam) {
+		/* The other family: loopback for a loopback client. */
+		lo = addr_is_loopback(a);
 		memset(a, 0, sizeof(*a));
 		a->sa.sa_family = (unsigned short)fam;
+		if (lo && fam == AF_INET)
+			a->sin.sin_addr.s_addr = htonl(0x7f000001UL);
+		else if (lo)
+			a->sin6.sin6_addr.s6_addr[15] = 1;
 	}
 	if (fam == AF_INET) {
 		a->sin.sin_port = 0;
@@ -1896,9 +1927,11 @@ udp_release(struct session *s)
 static void
 udp_drop(struct session *s, const char *why)
 {
+	char	 peer[64];
+
 	s->dgrams_dropped++;
-	logmsg(LOG_DEBUG, "udp: dropped a datagram of %s: %s", dname_esc(s),
-	    why);
+	logmsg(LOG_DEBUG, "udp: dropped a datagram of %s: %s",
+	    addr_str(peer, sizeof(peer), &s->peer), why);
 }
 
 /*
@@ -2007,7 +2040,7 @@ udp_forward(struct session *s, const unsigned char *hdr,
 
 	hlen = socksaddr_parse(hdr, 262, &d);
 	if (d.atyp == SOCKS5_ATYP_DOMAIN) {
-		if (s->naddr == 0 || strcmp(s->dname, d.name) != 0) {
+		if (s->naddr == 0 || strcmp(s->cname, d.name) != 0) {
 			if (s->ulookup) {
 				udp_drop(s, "another lookup is pending");
 				udpbuf_put(&ub);
@@ -2024,7 +2057,7 @@ udp_forward(struct session *s, const unsigned char *hdr,
 			s->held = ub;
 			s->held_len = (unsigned)len;
 			s->naddr = 0;
-			memcpy(s->dname, d.name, (size_t)d.namelen + 1);
+			memcpy(s->cname, d.name, (size_t)d.namelen + 1);
 			s->ulookup = 1;
 			if (lookup_send(s) == -1) {
 				s->ulookup = 0;
@@ -2822,9 +2855,10 @@ loop_dispatch(void)
 static int
 loop_once(void)
 {
-	int	 n;
+	int	 n, timeout;
 
-	n = poll(pfd, (nfds_t)npfd, poll_build());
+	timeout = poll_build();		/* before npfd is read */
+	n = poll(pfd, (nfds_t)npfd, timeout);
 	if (n < 0 && errno != EINTR) {
 		logmsg(LOG_ERR, "fatal: poll: %s", strerror(errno));
 		return -1;
@@ -3319,6 +3353,8 @@ bad(const char *what, const char *arg)
 	return 64;
 }
 
+static char	 pidpath[1024];
+
 int
 main(int argc, char *argv[])
 {
@@ -3411,6 +3447,14 @@ main(int argc, char *argv[])
 	if (cf.family == 4 && cf.bind_addr != NULL &&
 	    strchr(cf.bind_addr, ':') != NULL)
 		return bad("-b address for -4", cf.bind_addr);
+	if (opt_pidfile != NULL && opt_pidfile[0] != '/') {
+		/* -d changes to /: keep the name relative to here. */
+		if (getcwd(pidpath, sizeof(pidpath) - 1) == NULL ||
+		    strlen(pidpath) + strlen(opt_pidfile) + 2 > sizeof(pidpath))
+			return bad("pid file", opt_pidfile);
+		(void)strcat(strcat(pidpath, "/"), opt_pidfile);
+		opt_pidfile = pidpath;
+	}
 	if (inetd || opt_daemon)
 		cf.log = SOCKS5_LOG_SYSLOG;
 	if (inetd)
