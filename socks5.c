@@ -86,6 +86,15 @@
 #ifndef SOCKS5_MAXUSERS
 #define SOCKS5_MAXUSERS		128	/* entries in the user file */
 #endif
+#ifndef SOCKS5_MAXRULES
+#define SOCKS5_MAXRULES		64	/* -a rules */
+#endif
+#ifndef SOCKS5_AUTH_DELAY_MS
+#define SOCKS5_AUTH_DELAY_MS	1000	/* between failed logins per address */
+#endif
+#ifndef SOCKS5_AUTH_TRACK
+#define SOCKS5_AUTH_TRACK	64	/* addresses remembered for that */
+#endif
 #ifndef SOCKS5_HANDSHAKE_SECS
 #define SOCKS5_HANDSHAKE_SECS	30	/* greeting to reply, and connect */
 #endif
@@ -142,6 +151,7 @@ enum state {
 	S_BIND_WAIT,	/* BIND: listening for the one incoming connection */
 	S_RELAY,	/* moving data both ways */
 	S_UDP,		/* UDP ASSOCIATE: relaying datagrams */
+	S_AUTH_FAILED,	/* a failed login waits out its delay */
 	S_CLOSING,	/* flushing a final reply */
 	S_LINGER,	/* reply sent, write side shut, draining input */
 	S_DONE		/* to be freed by the loop */
@@ -297,6 +307,7 @@ static int		 nresolvers;
 static int		 nqueued;	/* lookups waiting for the pipe */
 
 static int		 users_unreadable; /* startup failed on the -u file */
+static int		 rules_invalid;	/* startup failed on an -a rule */
 
 static int		 sig_pipe[2] = { -1, -1 };
 static volatile sig_atomic_t got_term, got_hup, got_chld;
@@ -655,6 +666,292 @@ users_check(const unsigned char *name, unsigned ulen,
 	}
 	memset(p, 0, sizeof(p));
 	return ok;
+}
+
+/* ------------------------------------------------------------------ */
+/* Access rules (-a): "allow|deny [from CIDR] [to CIDR] [port P[-Q]]   */
+/* [cmd connect,bind,udp] [user NAME]", first match wins; with rules,  */
+/* what no rule matches is denied.                                     */
+
+struct cidr {
+	unsigned char	 fam;		/* 0: any address */
+	unsigned char	 bits;
+	unsigned char	 addr[16];
+};
+
+struct rule {
+	const char	*text;		/* as given, for the log */
+	unsigned char	 allow;
+	unsigned char	 cmds;		/* 1 << CMD; 0: any */
+	struct cidr	 from;
+	struct cidr	 to;
+	unsigned	 plo, phi;	/* destination ports */
+	const char	*user;		/* in text; NULL: anyone */
+	size_t		 ulen;
+};
+
+static struct rule	 rules[SOCKS5_MAXRULES];
+static int		 nrules;
+
+/* "10.0.0.0/8", "::1", "fe80::/10" into c; -1 if it is none of those. */
+static int
+cidr_parse(struct cidr *c, const char *w, size_t n)
+{
+	char	 buf[64], *slash, *end;
+	long	 bits;
+
+	if (n >= sizeof(buf))
+		return -1;
+	memcpy(buf, w, n);
+	buf[n] = '\0';
+	memset(c, 0, sizeof(*c));
+	if ((slash = strchr(buf, '/')) != NULL)
+		*slash++ = '\0';
+	if (inet_pton(AF_INET, buf, c->addr) == 1)
+		c->fam = AF_INET;
+	else if (inet_pton(AF_INET6, buf, c->addr) == 1)
+		c->fam = AF_INET6;
+	else
+		return -1;
+	bits = c->fam == AF_INET ? 32 : 128;
+	if (slash != NULL) {
+		errno = 0;
+		bits = strtol(slash, &end, 10);
+		if (*slash == '\0' || *end != '\0' || bits < 0 ||
+		    bits > (c->fam == AF_INET ? 32 : 128))
+			return -1;
+	}
+	c->bits = (unsigned char)bits;
+	return 0;
+}
+
+/* Does the raw address ip of family fam fall in c? */
+static int
+cidr_match(const struct cidr *c, int fam, const unsigned char *ip)
+{
+	unsigned	 i, full, rest;
+
+	if (c->fam == 0)
+		return 1;
+	if (c->fam != fam)
+		return 0;
+	full = c->bits / 8;
+	rest = c->bits % 8;
+	for (i = 0; i < full; i++)
+		if (ip[i] != c->addr[i])
+			return 0;
+	return rest == 0 ||
+	    ((ip[full] ^ c->addr[full]) & (0xff00u >> rest) & 0xff) == 0;
+}
+
+/* The next word of a rule: skip blanks, return its length. */
+static size_t
+rule_word(const char **p)
+{
+	size_t	 n = 0;
+
+	while (**p == ' ' || **p == '\t')
+		(*p)++;
+	while ((*p)[n] != '\0' && (*p)[n] != ' ' && (*p)[n] != '\t')
+		n++;
+	return n;
+}
+
+#define WORD_IS(w, n, lit)	((n) == sizeof(lit) - 1 && \
+				    memcmp((w), (lit), (n)) == 0)
+
+/* "connect,bind,udp" into a mask; 0 if anything else is in the list. */
+static unsigned
+rule_cmds(const char *w, size_t n)
+{
+	unsigned	 mask = 0;
+	size_t		 k;
+
+	while (n > 0) {
+		for (k = 0; k < n && w[k] != ','; k++)
+			;
+		if (WORD_IS(w, k, "connect"))
+			mask |= 1u << SOCKS5_CMD_CONNECT;
+		else if (WORD_IS(w, k, "bind"))
+			mask |= 1u << SOCKS5_CMD_BIND;
+		else if (WORD_IS(w, k, "udp"))
+			mask |= 1u << SOCKS5_CMD_UDP;
+		else
+			return 0;
+		w += k;
+		n -= k;
+		if (n > 0) {
+			w++;
+			n--;
+		}
+	}
+	return mask;
+}
+
+/* "80" or "1-1023" into lo/hi; -1 when malformed. */
+static int
+rule_ports(const char *w, size_t n, unsigned *lo, unsigned *hi)
+{
+	unsigned long	 v[2] = { 0, 0 };
+	size_t		 i;
+	int		 k = 0, digits = 0;
+
+	for (i = 0; i < n; i++) {
+		if (w[i] == '-' && k == 0 && digits > 0) {
+			k = 1;
+			digits = 0;
+		} else if (w[i] >= '0' && w[i] <= '9' && digits < 5) {
+			v[k] = v[k] * 10 + (unsigned long)(w[i] - '0');
+			digits++;
+		} else {
+			return -1;
+		}
+	}
+	if (digits == 0)
+		return -1;
+	if (k == 0)
+		v[1] = v[0];
+	if (v[0] > 65535 || v[1] > 65535 || v[0] > v[1])
+		return -1;
+	*lo = (unsigned)v[0];
+	*hi = (unsigned)v[1];
+	return 0;
+}
+
+/* Parse one -a rule into the table; -1 if it is bad or one too many. */
+static int
+rule_add(const char *text)
+{
+	struct rule	*r;
+	const char	*p = text, *key, *val;
+	size_t		 kn, vn;
+
+	if (nrules == SOCKS5_MAXRULES)
+		return -1;
+	r = &rules[nrules];
+	memset(r, 0, sizeof(*r));
+	r->text = text;
+	r->phi = 65535;
+	kn = rule_word(&p);
+	if (WORD_IS(p, kn, "allow"))
+		r->allow = 1;
+	else if (!WORD_IS(p, kn, "deny"))
+		goto bad;
+	p += kn;
+	while ((kn = rule_word(&p)) > 0) {
+		key = p;
+		p += kn;
+		vn = rule_word(&p);
+		val = p;
+		p += vn;
+		if (vn == 0)
+			goto bad;
+		if (WORD_IS(key, kn, "from")) {
+			if (cidr_parse(&r->from, val, vn) == -1)
+				goto bad;
+		} else if (WORD_IS(key, kn, "to")) {
+			if (cidr_parse(&r->to, val, vn) == -1)
+				goto bad;
+		} else if (WORD_IS(key, kn, "port")) {
+			if (rule_ports(val, vn, &r->plo, &r->phi) == -1)
+				goto bad;
+		} else if (WORD_IS(key, kn, "cmd")) {
+			if ((r->cmds = (unsigned char)rule_cmds(val, vn)) == 0)
+				goto bad;
+		} else if (WORD_IS(key, kn, "user") && vn <= 255) {
+			r->user = val;
+			r->ulen = vn;
+		} else {
+			goto bad;
+		}
+	}
+	nrules++;
+	return 0;
+bad:
+	return -1;
+}
+
+/*
+ * First match wins. What is not known yet (at accept: the user, the
+ * command and the destination; at UDP ASSOCIATE: the destination) is
+ * passed as 0/NULL: a deny rule that needs it is passed over, an allow
+ * rule that needs it lets the client go on to the check that knows.
+ * Returns -1 when allowed, else the denying rule's index (nrules when
+ * no rule matched: the implicit deny at the end).
+ */
+static int
+rules_eval(const union sockaddr_any *peer, const char *user, int cmd,
+    int fam, const unsigned char *ip, unsigned port)
+{
+	const struct rule	*r;
+	const unsigned char	*cip;
+	int			 i, unknown, pfam = peer->sa.sa_family;
+
+	if (nrules == 0)
+		return -1;
+	cip = pfam == AF_INET ? (const unsigned char *)&peer->sin.sin_addr :
+	    (const unsigned char *)&peer->sin6.sin6_addr;
+	for (i = 0; i < nrules; i++) {
+		r = &rules[i];
+		unknown = 0;
+		if (!cidr_match(&r->from, pfam, cip))
+			continue;
+		if (r->cmds != 0 && cmd == 0)
+			unknown = 1;
+		else if (r->cmds != 0 && !(r->cmds & (1u << cmd)))
+			continue;
+		if (r->user != NULL && user == NULL)
+			unknown = 1;
+		else if (r->user != NULL && (strlen(user) != r->ulen ||
+		    memcmp(user, r->user, r->ulen) != 0))
+			continue;
+		if ((r->to.fam != 0 || r->plo != 0 || r->phi != 65535) &&
+		    fam == 0)
+			unknown = 1;
+		else if (fam != 0 && (!cidr_match(&r->to, fam, ip) ||
+		    port < r->plo || port > r->phi))
+			continue;
+		if (!unknown)
+			return r->allow ? -1 : i;
+		if (r->allow)
+			return -1;
+	}
+	return nrules;
+}
+
+/* Log what rule i denied: a client, a request, a peer or a datagram. */
+static void
+rule_log(int prio, const union sockaddr_any *peer, const char *user,
+    const char *what, const union sockaddr_any *dst, int i)
+{
+	char	 p[64], d[64], u[1100], why[32];
+
+	(void)escape(u, sizeof(u), user != NULL && *user ? user : "-",
+	    user != NULL && *user ? strlen(user) : 1);
+	if (i >= 0 && i < nrules)
+		(void)sprintf(why, "rule %d", i + 1);
+	else
+		(void)strcpy(why, "default");
+	logmsg(prio, "denied %s client=%s user=%s dst=%s by %s: %s", what,
+	    addr_str(p, sizeof(p), peer), u, dst ? addr_str(d, sizeof(d), dst) :
+	    "-", why, i >= 0 && i < nrules ? rules[i].text :
+	    "no rule matched");
+}
+
+/* Rules for a session's request to (fam, ip, port); logs a denial. */
+static int
+rules_request(const struct session *s, int cmd, int fam,
+    const unsigned char *ip, unsigned port, const char *what, int prio)
+{
+	union sockaddr_any	 d;
+	int			 i;
+
+	if ((i = rules_eval(&s->peer, s->user, cmd, fam, ip, port)) < 0)
+		return 0;
+	if (fam != 0)
+		(void)addr_make(&d, fam, ip, port);
+	rule_log(prio, &s->peer, s->user, what, fam != 0 ? &d : NULL, i);
+	return -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1287,12 +1584,69 @@ st_greeting(struct session *s, const unsigned char *p, size_t n)
 	return len;
 }
 
+/*
+ * Failed logins from one address are answered at least
+ * SOCKS5_AUTH_DELAY_MS apart: the session waits in S_AUTH_FAILED,
+ * holding nothing but its slot, and the loop goes on. A client that
+ * would wait longer than the handshake timeout is closed unanswered.
+ * The addresses live in a small ring; the oldest is forgotten first.
+ */
+static struct {
+	unsigned char	 fam;
+	unsigned char	 ip[16];
+	unsigned long	 next;		/* earliest answer for the next one */
+} authfail[SOCKS5_AUTH_TRACK];
+static int		 authfail_ring;
+
+static void
+auth_fail_pace(struct session *s)
+{
+	static const unsigned char no[2] = { SOCKS5_AUTH_VERSION, 1 };
+	const unsigned char	*ip;
+	unsigned long		 when;
+	int			 i, fam = s->peer.sa.sa_family;
+
+	ip = fam == AF_INET ? (const unsigned char *)&s->peer.sin.sin_addr :
+	    (const unsigned char *)&s->peer.sin6.sin6_addr;
+	for (i = 0; i < SOCKS5_AUTH_TRACK; i++)
+		if (authfail[i].fam == fam && memcmp(authfail[i].ip, ip,
+		    fam == AF_INET ? 4 : 16) == 0)
+			break;
+	if (i == SOCKS5_AUTH_TRACK) {
+		i = authfail_ring;
+		authfail_ring = (authfail_ring + 1) % SOCKS5_AUTH_TRACK;
+		authfail[i].fam = (unsigned char)fam;
+		memcpy(authfail[i].ip, ip, fam == AF_INET ? 4 : 16);
+		authfail[i].next = now;
+	}
+	when = DUE(authfail[i].next, now) ? now : authfail[i].next;
+	if (when - now > (unsigned long)handshake_ms) {
+		session_end(s, "auth-failed");
+		return;
+	}
+	authfail[i].next = when + SOCKS5_AUTH_DELAY_MS;
+	if (when == now) {
+		session_close_with(s, no, 2);
+		return;
+	}
+	s->state = S_AUTH_FAILED;
+	s->deadline = when;
+}
+
+/* S_AUTH_FAILED: the deadline is when the failure may be answered. */
+static void
+st_auth_failed(struct session *s)
+{
+	static const unsigned char no[2] = { SOCKS5_AUTH_VERSION, 1 };
+
+	session_close_with(s, no, 2);
+}
+
 /* S_AUTH: method 02 was chosen; the RFC 1929 request is due. */
 static int
 st_auth(struct session *s, const unsigned char *p, size_t n)
 {
 	static const unsigned char ok[2] = { SOCKS5_AUTH_VERSION, 0 };
-	static const unsigned char no[2] = { SOCKS5_AUTH_VERSION, 1 };
 	struct credentials	 c;
 	char			 peer[64], name[1100];
 	int			 len;
@@ -1311,7 +1665,7 @@ st_auth(struct session *s, const unsigned char *p, size_t n)
 		s->result = "auth-failed";
 		memcpy(s->user, c.name, c.ulen);
 		s->user[c.ulen] = '\0';
-		session_close_with(s, no, 2);
+		auth_fail_pace(s);
 		return 0;
 	}
 	memcpy(s->user, c.name, c.ulen);
@@ -1596,6 +1950,11 @@ connect_next(struct session *s)
 		i = s->nextaddr++;
 		if (!family_allowed(s->afam[i]))
 			continue;
+		if (rules_request(s, SOCKS5_CMD_CONNECT, s->afam[i],
+		    s->aaddr[i], s->dport, "connect", LOG_NOTICE) == -1) {
+			s->lasterr = EACCES;
+			continue;
+		}
 		alen = addr_make(&a, s->afam[i], s->aaddr[i], s->dport);
 		if ((fd = socket(a.sa.sa_family, SOCK_STREAM, 0)) == -1) {
 			s->lasterr = errno;
@@ -1756,6 +2115,11 @@ bind_start(struct session *s)
 		session_fail(s, SOCKS5_REP_ATYP_UNSUPPORTED);
 		return;
 	}
+	if (rules_request(s, SOCKS5_CMD_BIND, fam, s->aaddr[i - 1], s->dport,
+	    "bind", LOG_NOTICE) == -1) {
+		session_fail(s, SOCKS5_REP_NOT_ALLOWED);
+		return;
+	}
 	bind_local(s, fam, &a, &alen);
 	if ((fd = socket(fam, SOCK_STREAM, 0)) == -1) {
 		logmsg(LOG_WARNING, "warning: bind socket: %s", strerror(errno));
@@ -1803,6 +2167,19 @@ bind_peer_ok(const struct session *s, const union sockaddr_any *p)
 		    fam == AF_INET ? 4 : 16) == 0)
 			return 1;
 	return 0;
+}
+
+/* Do the rules forbid this incoming peer? */
+static int
+bind_peer_denied(const struct session *s, const union sockaddr_any *p)
+{
+	if (p->sa.sa_family == AF_INET)
+		return rules_request(s, SOCKS5_CMD_BIND, AF_INET,
+		    (const unsigned char *)&p->sin.sin_addr,
+		    ntohs(p->sin.sin_port), "bind peer", LOG_NOTICE);
+	return rules_request(s, SOCKS5_CMD_BIND, AF_INET6,
+	    (const unsigned char *)&p->sin6.sin6_addr,
+	    ntohs(p->sin6.sin6_port), "bind peer", LOG_NOTICE);
 }
 
 /* Keep what the client sends before the peer arrives; see it leave. */
@@ -1864,6 +2241,10 @@ bind_accept(struct session *s)
 		if (!bind_peer_ok(s, &peer.a)) {
 			logmsg(LOG_NOTICE, "bind: refused %s, waiting for %s",
 			    addr_str(buf, sizeof(buf), &peer.a), dname_esc(s));
+			(void)close(fd);
+			continue;
+		}
+		if (bind_peer_denied(s, &peer.a)) {
 			(void)close(fd);
 			continue;
 		}
@@ -1948,6 +2329,11 @@ udp_start(struct session *s, const struct request *r)
 
 	s->uport = (unsigned short)r->port;
 	s->uport_fixed = r->port != 0;
+	if (rules_request(s, SOCKS5_CMD_UDP, 0, NULL, 0, "udp",
+	    LOG_NOTICE) == -1) {
+		session_fail(s, SOCKS5_REP_NOT_ALLOWED);
+		return;
+	}
 	memset(&a, 0, sizeof(a));
 	if (getsockname(s->fd[FD_CLIENT], &a.sa, &alen) == -1 ||
 	    (a.sa.sa_family != AF_INET && a.sa.sa_family != AF_INET6)) {
@@ -2075,6 +2461,11 @@ udp_forward(struct session *s, const unsigned char *hdr,
 	udpbuf_put(&ub);
 	if (!family_ok(fam)) {
 		udp_drop(s, "address family not allowed");
+		return;
+	}
+	if (rules_request(s, SOCKS5_CMD_UDP, fam, ip, d.port, "datagram",
+	    LOG_DEBUG) == -1) {
+		udp_drop(s, "denied by a rule");
 		return;
 	}
 	alen = addr_make(&a, fam, ip, d.port);
@@ -2643,6 +3034,9 @@ sessions_expire(void)
 		case S_UDP:
 			session_end(s, "idle-timeout");
 			break;
+		case S_AUTH_FAILED:
+			st_auth_failed(s);
+			break;
 		case S_CLOSING:
 		case S_LINGER:
 			session_end(s, s->result);
@@ -2738,6 +3132,24 @@ refuse_one(void)
 	return fd >= 0 && spare_fd >= 0 ? 0 : -1;
 }
 
+/* Do the rules turn this client away before it says anything? */
+static int
+client_denied(const struct sockaddr *sa, socklen_t len)
+{
+	union sockaddr_any	 peer;
+	int			 i;
+
+	if (nrules == 0 || len > (socklen_t)sizeof(peer) ||
+	    (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
+		return 0;
+	memset(&peer, 0, sizeof(peer));
+	memcpy(&peer, sa, (size_t)len);
+	if ((i = rules_eval(&peer, NULL, 0, 0, NULL, 0)) < 0)
+		return 0;
+	rule_log(LOG_NOTICE, &peer, NULL, "client", NULL, i);
+	return 1;
+}
+
 static void
 clients_accept(void)
 {
@@ -2776,6 +3188,10 @@ clients_accept(void)
 				logmsg(LOG_WARNING, "session table full (%d), "
 				    "refusing clients", nsess);
 			full_logged = 1;
+			continue;
+		}
+		if (client_denied(&peer.sa, plen)) {
+			refuse(fd);
 			continue;
 		}
 		set_cloexec(fd);
@@ -3116,6 +3532,12 @@ startup_common(const struct socks5_config *cf, int maxsess, int npool,
 		openlog("socks5", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 	if (conf.frag_timeout < SOCKS5_FRAG_SECS)
 		conf.frag_timeout = SOCKS5_FRAG_SECS;
+	for (nrules = 0; nrules < conf.nrules; )
+		if (rule_add(conf.rules[nrules]) == -1) {
+			logmsg(LOG_ERR, "fatal: bad rule: %s", conf.rules[nrules]);
+			rules_invalid = 1;
+			return -1;
+		}
 	if (tables_alloc(maxsess, npool, nudp) == -1) {
 		logmsg(LOG_ERR, "fatal: out of memory");
 		return -1;
@@ -3300,6 +3722,12 @@ serve_one(const struct socks5_config *cf, int rfd, int wfd)
 	memset(&peer, 0, sizeof(peer));
 	if (getpeername(rfd, &peer.sa, &plen) == -1)
 		plen = 0;
+	if (plen > 0 && client_denied(&peer.sa, plen)) {
+		refuse(wfd);
+		if (rfd != wfd)
+			(void)close(rfd);
+		return 0;
+	}
 	(void)set_nonblock(rfd);
 	(void)set_nonblock(wfd);
 	set_nodelay(rfd);
@@ -3354,6 +3782,7 @@ bad(const char *what, const char *arg)
 }
 
 static char	 pidpath[1024];
+static const char *rule_args[SOCKS5_MAXRULES];
 
 int
 main(int argc, char *argv[])
@@ -3374,8 +3803,11 @@ main(int argc, char *argv[])
 			cf.family = 6;
 			break;
 		case 'a':
-			return bad("option -a (access rules are not "
-			    "supported yet)", optarg);
+			if (rule_add(optarg) == -1)
+				return bad("rule", optarg);
+			rule_args[cf.nrules++] = optarg;
+			cf.rules = rule_args;
+			break;
 		case 'b':
 			if (addr_parse(&a, &alen, optarg, 0) == -1)
 				return bad("address", optarg);
@@ -3461,6 +3893,8 @@ main(int argc, char *argv[])
 		r = serve_one(&cf, 0, 1);
 	else
 		r = socks5_serve(&cf);
+	if (rules_invalid)
+		return 64;
 	if (users_unreadable)
 		return 66;
 	return r == 0 ? 0 : 1;

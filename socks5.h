@@ -79,6 +79,8 @@ struct socks5_config {
 	int		 max_sessions;	/* session table size, default 1024 */
 	int		 idle_timeout;	/* seconds, default 3600 */
 	int		 frag_timeout;	/* UDP reassembly timer, seconds, >= 5 */
+	const char *const *rules;	/* access rules, as for -a, or NULL */
+	int		 nrules;	/* how many */
 	int		 family;	/* outgoing family: 0 any, 4 or 6 */
 	int		 verbose;	/* 0 quiet, 1 a line per session, 2 more */
 	int		 log;		/* SOCKS5_LOG_STDERR or SOCKS5_LOG_SYSLOG */
