@@ -281,6 +281,7 @@ static int		 npoolfree;
 #define UDPBUF(i)	(udpbufs + (size_t)(i) * UB_SIZE)
 
 static unsigned char	*udpbufs;
+static int		 udp_full_logged; /* "no buffer" said for this burst */
 static int		*udpfree;
 static int		 nudpfree;
 
@@ -2291,8 +2292,10 @@ udpbuf_get(void)
 static void
 udpbuf_put(int *b)
 {
-	if (*b >= 0)
+	if (*b >= 0) {
 		udpfree[nudpfree++] = *b;
+		udp_full_logged = 0;
+	}
 	*b = -1;
 }
 
@@ -2539,8 +2542,10 @@ reasm_add(struct session *s, const unsigned char *p, size_t n, int hlen)
 			return;
 		}
 		if ((s->rbuf = udpbuf_get()) < 0) {
-			logmsg(LOG_NOTICE, "udp: no reassembly buffer free, "
-			    "sequence dropped");
+			if (!udp_full_logged)
+				logmsg(LOG_NOTICE, "udp: no reassembly buffer "
+				    "free, dropping sequences");
+			udp_full_logged = 1;
 			udp_drop(s, "no reassembly buffer free");
 			return;
 		}
@@ -2549,8 +2554,6 @@ reasm_add(struct session *s, const unsigned char *p, size_t n, int hlen)
 		s->rdeadline = now + (unsigned long)conf.frag_timeout * 1000UL;
 	}
 	if (s->rlen + dlen > UDP_DATA_MAX) {
-		logmsg(LOG_NOTICE, "udp: reassembled datagram too long, "
-		    "sequence dropped");
 		reasm_abandon(s, "sequence too long");
 		return;
 	}
@@ -3388,8 +3391,9 @@ fdlimit_raise(void)
 	room = ((long)rl.rlim_cur - 16) / 2;
 	if (room < nsess)
 		logmsg(LOG_WARNING, "warning: descriptor limit %ld serves "
-		    "only %ld of %d sessions", (long)rl.rlim_cur,
-		    room < 0 ? 0L : room, nsess);
+		    "only %ld of %d sessions (CONNECT takes 2 descriptors, "
+		    "BIND 3, UDP 4)", (long)rl.rlim_cur, room < 0 ? 0L : room,
+		    nsess);
 }
 
 static int
@@ -3781,8 +3785,23 @@ bad(const char *what, const char *arg)
 	return 64;
 }
 
-static char	 pidpath[1024];
+static char	 pidpath[1024], userpath[1024];
 static const char *rule_args[SOCKS5_MAXRULES];
+
+/* path, or the current directory and path in buf (NULL: too long). */
+static const char *
+absolute(char *buf, const char *path)
+{
+	if (path[0] == '/')
+		return path;
+	if (getcwd(buf, 1024 - 1) == NULL ||
+	    strlen(buf) + strlen(path) + 2 > 1024) {
+		(void)strncpy(buf, path, 1023);
+		buf[1023] = '\0';
+		return NULL;
+	}
+	return strcat(strcat(buf, "/"), path);
+}
 
 int
 main(int argc, char *argv[])
@@ -3879,14 +3898,13 @@ main(int argc, char *argv[])
 	if (cf.family == 4 && cf.bind_addr != NULL &&
 	    strchr(cf.bind_addr, ':') != NULL)
 		return bad("-b address for -4", cf.bind_addr);
-	if (opt_pidfile != NULL && opt_pidfile[0] != '/') {
-		/* -d changes to /: keep the name relative to here. */
-		if (getcwd(pidpath, sizeof(pidpath) - 1) == NULL ||
-		    strlen(pidpath) + strlen(opt_pidfile) + 2 > sizeof(pidpath))
-			return bad("pid file", opt_pidfile);
-		(void)strcat(strcat(pidpath, "/"), opt_pidfile);
-		opt_pidfile = pidpath;
-	}
+	/* -d changes to /: keep relative names relative to here. */
+	if (opt_pidfile != NULL &&
+	    (opt_pidfile = absolute(pidpath, opt_pidfile)) == NULL)
+		return bad("pid file", pidpath);
+	if (cf.user_file != NULL &&
+	    (cf.user_file = absolute(userpath, cf.user_file)) == NULL)
+		return bad("user file", userpath);
 	if (inetd || opt_daemon)
 		cf.log = SOCKS5_LOG_SYSLOG;
 	if (inetd)
