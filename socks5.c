@@ -694,6 +694,8 @@ struct rule {
 static struct rule	 rules[SOCKS5_MAXRULES];
 static int		 nrules;
 
+static const unsigned char *rule_addr(int *, const unsigned char *, int);
+
 /* "10.0.0.0/8", "::1", "fe80::/10" into c; -1 if it is none of those. */
 static int
 cidr_parse(struct cidr *c, const char *w, size_t n)
@@ -892,6 +894,7 @@ rules_eval(const union sockaddr_any *peer, const char *user, int cmd,
 		return -1;
 	cip = pfam == AF_INET ? (const unsigned char *)&peer->sin.sin_addr :
 	    (const unsigned char *)&peer->sin6.sin6_addr;
+	cip = rule_addr(&pfam, cip, 0);
 	for (i = 0; i < nrules; i++) {
 		r = &rules[i];
 		unknown = 0;
@@ -939,15 +942,46 @@ rule_log(int prio, const union sockaddr_any *peer, const char *user,
 	    "no rule matched");
 }
 
+/*
+ * The address a rule should judge: an IPv4-mapped IPv6 address is the
+ * IPv4 address, and where the all-zero address reaches this host (as a
+ * destination for CONNECT or UDP) it is judged as loopback.
+ */
+static const unsigned char *
+rule_addr(int *fam, const unsigned char *ip, int zero_is_local)
+{
+	static const unsigned char mapped[12] = {
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+	};
+	static const unsigned char zero[16];
+	static const unsigned char lo4[4] = { 127, 0, 0, 1 };
+	static const unsigned char lo6[16] = {
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1
+	};
+
+	if (*fam == AF_INET6 && memcmp(ip, mapped, 12) == 0) {
+		*fam = AF_INET;
+		ip += 12;
+	}
+	if (zero_is_local && *fam == AF_INET && memcmp(ip, zero, 4) == 0)
+		return lo4;
+	if (zero_is_local && *fam == AF_INET6 && memcmp(ip, zero, 16) == 0)
+		return lo6;
+	return ip;
+}
+
 /* Rules for a session's request to (fam, ip, port); logs a denial. */
 static int
 rules_request(const struct session *s, int cmd, int fam,
     const unsigned char *ip, unsigned port, const char *what, int prio)
 {
 	union sockaddr_any	 d;
-	int			 i;
+	int			 i, rfam = fam;
+	const unsigned char	*rip = ip;
 
-	if ((i = rules_eval(&s->peer, s->user, cmd, fam, ip, port)) < 0)
+	if (fam != 0)
+		rip = rule_addr(&rfam, ip, cmd != SOCKS5_CMD_BIND);
+	if ((i = rules_eval(&s->peer, s->user, cmd, rfam, rip, port)) < 0)
 		return 0;
 	if (fam != 0)
 		(void)addr_make(&d, fam, ip, port);
