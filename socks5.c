@@ -773,6 +773,8 @@ rule_cmds(const char *w, size_t n)
 	while (n > 0) {
 		for (k = 0; k < n && w[k] != ','; k++)
 			;
+		if (k + 1 == n)		/* a trailing comma */
+			return 0;
 		if (WORD_IS(w, k, "connect"))
 			mask |= 1u << SOCKS5_CMD_CONNECT;
 		else if (WORD_IS(w, k, "bind"))
@@ -2903,6 +2905,15 @@ session_events(const struct session *s, short *ev)
 		break;
 	case S_CONNECT:
 		ev[FD_REMOTE] |= POLLOUT;
+		/* FALLTHROUGH */
+	case S_RESOLVE:
+	case S_AUTH_FAILED:
+		/*
+		 * Only errors: POLLERR asks for nothing (poll reports it
+		 * anyway) but keeps the client in the set, so a reset is
+		 * seen while we wait; a FIN may be a half-close, and waits.
+		 */
+		ev[FD_CLIENT] |= POLLERR;
 		break;
 	case S_BIND_WAIT:
 		ev[FD_LISTEN] |= POLLIN;
@@ -3009,6 +3020,12 @@ session_run(struct session *s)
 	    reply_flush(s) == -1) {
 		session_end(s, s->state == S_CLOSING ? s->result :
 		    "client-gone");
+		return;
+	}
+	if ((s->state == S_RESOLVE || s->state == S_CONNECT ||
+	    s->state == S_AUTH_FAILED) &&
+	    (rev[FD_CLIENT] & (POLLERR | POLLHUP))) {
+		session_end(s, "client-gone");
 		return;
 	}
 	switch (s->state) {
