@@ -1,4 +1,15 @@
 # socks5 - POSIX Makefile, read by GNU make and BSD make alike.
+#
+#   make                 build ./socks5
+#   make test            run the test suite against $(SOCKS5)
+#   make install         install the binary and the man page
+#   make portable        build with every compiler at hand, print sizes
+#   make test-musl       the suite against a static musl build
+#   make test-mips       the suite against big-endian MIPS under qemu-mips
+#   make test-sanitize   the suite against an ASan+UBSan build
+#   make test-valgrind   the suite under valgrind memcheck (slow)
+#   make fuzz            build the libFuzzer target; fuzz-run runs it
+#   make bench           side-by-side benchmark (by hand, minutes)
 .POSIX:
 
 CC	= cc
@@ -6,9 +17,16 @@ CFLAGS	= -O2
 LDFLAGS	=
 LDLIBS	=
 PREFIX	= /usr/local
-MANDIR	= $(PREFIX)/share/man
+MANPREFIX = $(PREFIX)/share/man
+MANDIR	= $(MANPREFIX)/man1
 DESTDIR	=
 SOCKS5	= ./socks5
+TESTS	=
+FUZZSECS = 60
+XBIN	= test/tmp-bin
+QEMU_MIPS = qemu-mips -L /usr/mips-linux-gnu
+SANFLAGS = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	-fno-omit-frame-pointer
 
 all: socks5
 
@@ -17,16 +35,50 @@ socks5: socks5.c socks5.h
 
 test: socks5
 	sh test/deps.sh
-	SOCKS5="$(SOCKS5)" tclsh test/all.tcl
+	SOCKS5="$(SOCKS5)" tclsh test/all.tcl $(TESTS)
 
-clean:
-	rm -f socks5 *.o
+socks5-asan: socks5.c socks5.h
+	clang $(SANFLAGS) -o socks5-asan socks5.c
+
+test-sanitize: socks5-asan
+	sh test/deps.sh
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1 SOCKS5_SANITIZED=1 \
+	SOCKS5="$$(pwd)/socks5-asan" tclsh test/all.tcl $(TESTS)
+
+test-valgrind: socks5
+	sh test/deps.sh
+	sh test/valgrind.sh $(TESTS)
+
+portable:
+	sh test/portable.sh
+
+cross:
+	sh test/portable.sh --build-only $(XBIN)
+
+test-musl: cross
+	SOCKS5="$$(pwd)/$(XBIN)/socks5.musl" tclsh test/all.tcl $(TESTS)
+
+test-mips: cross
+	SOCKS5="$(QEMU_MIPS) $$(pwd)/$(XBIN)/socks5.mips-qemu" \
+	tclsh test/all.tcl $(TESTS)
+
+fuzz:
+	sh test/fuzz/run.sh --build-only
+
+fuzz-run:
+	sh test/fuzz/run.sh $(FUZZSECS)
+
+bench:
+	sh test/bench/run.sh
 
 install: socks5
-	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1
+	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)
 	cp socks5 $(DESTDIR)$(PREFIX)/bin/socks5
 	chmod 755 $(DESTDIR)$(PREFIX)/bin/socks5
-	cp socks5.1 $(DESTDIR)$(MANDIR)/man1/socks5.1
-	chmod 644 $(DESTDIR)$(MANDIR)/man1/socks5.1
+	cp socks5.1 $(DESTDIR)$(MANDIR)/socks5.1
+	chmod 644 $(DESTDIR)$(MANDIR)/socks5.1
 
-.PHONY: all test clean install
+clean:
+	rm -f socks5 socks5-asan *.o
+	rm -rf $(XBIN)

@@ -294,6 +294,7 @@ static int		 nusers[2];
 static int		 ucur;
 
 static int		 lfd = -1;	/* listener */
+static union sockaddr_any listen_sa;	/* its address */
 static int		 spare_fd = -1;	/* kept to refuse clients at EMFILE */
 static unsigned long	 listen_resume;	/* listener paused until then */
 static int		 listen_paused;
@@ -523,7 +524,7 @@ user_parse(struct user *u, const char *line, size_t n)
 	const char	*colon;
 	size_t		 ulen, plen;
 
-	colon = memchr(line, ':', n);
+	colon = (const char *)memchr(line, ':', n);
 	if (colon == NULL)
 		return -1;
 	ulen = (size_t)(colon - line);
@@ -955,7 +956,7 @@ rule_addr(int *fam, const unsigned char *ip, int zero_is_local)
 	static const unsigned char mapped[12] = {
 		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
 	};
-	static const unsigned char zero[16];
+	static const unsigned char zero[16] = { 0 };
 	static const unsigned char lo4[4] = { 127, 0, 0, 1 };
 	static const unsigned char lo6[16] = {
 		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1
@@ -1295,8 +1296,9 @@ resolver_main(void)
 static int
 resolver_spawn(int i)
 {
-	pid_t	 pid;
-	int	 j, k;
+	struct rlimit	 rl;
+	pid_t		 pid;
+	long		 fd, top = 65536;
 
 	if ((pid = fork()) == -1)
 		return -1;
@@ -1308,17 +1310,13 @@ resolver_spawn(int i)
 	(void)signal(SIGINT, SIG_IGN);
 	(void)signal(SIGTERM, SIG_DFL);
 	(void)signal(SIGCHLD, SIG_DFL);
-	close_fd(&lfd);
-	close_fd(&spare_fd);
-	close_fd(&rq_fd);
-	close_fd(&ra_fd);
-	close_fd(&sig_pipe[0]);
-	close_fd(&sig_pipe[1]);
-	close_fd(&ready_fd);
-	close_fd(&pid_fd);
-	for (k = 0; k < nactive; k++)
-		for (j = 0; j < NFD; j++)
-			close_fd(&sess[active[k]].fd[j]);
+	/* Keep nothing of the server's, or of an embedding program's. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (long)rl.rlim_cur < top)
+		top = (long)rl.rlim_cur;
+	for (fd = 3; fd < top; fd++)
+		if (fd != rq_read && fd != ra_write)
+			(void)close((int)fd);
 	resolver_main();
 	_exit(0);
 	return 0;
@@ -1724,17 +1722,15 @@ family_ok(int fam)
 static int
 family_allowed(int fam)
 {
-	static union sockaddr_any b;
-	static socklen_t blen;
+	union sockaddr_any	 b;
+	socklen_t		 blen;
 
 	if (!family_ok(fam))
 		return 0;
-	if (conf.bind_addr != NULL) {
-		if (blen == 0 && addr_parse(&b, &blen, conf.bind_addr, 0) == -1)
-			return 0;
-		if (b.sa.sa_family != fam)
-			return 0;
-	}
+	if (conf.bind_addr != NULL &&
+	    (addr_parse(&b, &blen, conf.bind_addr, 0) == -1 ||
+	    b.sa.sa_family != fam))
+		return 0;
 	return 1;
 }
 
@@ -2060,7 +2056,7 @@ dest_ready(struct session *s)
 static int
 dst_is_any(const struct session *s)
 {
-	static const unsigned char zero[16];
+	static const unsigned char zero[16] = { 0 };
 
 	return s->naddr == 1 && memcmp(s->aaddr[0], zero,
 	    s->afam[0] == AF_INET ? 4 : 16) == 0;
@@ -3237,11 +3233,11 @@ clients_accept(void)
 			return;
 		}
 		if (nfree == 0) {
-			refuse(fd);
 			if (!full_logged)
 				logmsg(LOG_WARNING, "session table full (%d), "
 				    "refusing clients", nsess);
 			full_logged = 1;
+			refuse(fd);
 			continue;
 		}
 		if (client_denied(&peer.sa, plen)) {
@@ -3358,15 +3354,16 @@ tables_alloc(int maxsess, int npool, int nudp)
 	free(users[1]);
 	users[0] = users[1] = NULL;
 	nsess = maxsess;
-	sess = calloc((size_t)maxsess, sizeof(*sess));
-	freelist = calloc((size_t)maxsess, sizeof(int));
-	active = calloc((size_t)maxsess, sizeof(int));
-	polled = calloc((size_t)maxsess, sizeof(int));
-	pfd = calloc((size_t)maxsess * NFD + 8, sizeof(*pfd));
-	pool = malloc((size_t)npool * SOCKS5_BUFSIZE);
-	poolfree = calloc((size_t)npool, sizeof(int));
-	udpbufs = malloc((size_t)nudp * UB_SIZE);
-	udpfree = calloc((size_t)nudp, sizeof(int));
+	nactive = npolled = npfd = nqueued = 0;
+	sess = (struct session *)calloc((size_t)maxsess, sizeof(*sess));
+	freelist = (int *)calloc((size_t)maxsess, sizeof(int));
+	active = (int *)calloc((size_t)maxsess, sizeof(int));
+	polled = (int *)calloc((size_t)maxsess, sizeof(int));
+	pfd = (struct pollfd *)calloc((size_t)maxsess * NFD + 8, sizeof(*pfd));
+	pool = (unsigned char *)malloc((size_t)npool * SOCKS5_BUFSIZE);
+	poolfree = (int *)calloc((size_t)npool, sizeof(int));
+	udpbufs = (unsigned char *)malloc((size_t)nudp * UB_SIZE);
+	udpfree = (int *)calloc((size_t)nudp, sizeof(int));
 	if (!sess || !freelist || !active || !polled || !pfd || !pool ||
 	    !poolfree || !udpbufs || !udpfree)
 		return -1;
@@ -3384,8 +3381,10 @@ tables_alloc(int maxsess, int npool, int nudp)
 		poolfree[i] = npool - 1 - i;
 	npoolfree = npool;
 	if (conf.user_file != NULL) {
-		users[0] = calloc(SOCKS5_MAXUSERS, sizeof(struct user));
-		users[1] = calloc(SOCKS5_MAXUSERS, sizeof(struct user));
+		users[0] = (struct user *)calloc(SOCKS5_MAXUSERS,
+		    sizeof(struct user));
+		users[1] = (struct user *)calloc(SOCKS5_MAXUSERS,
+		    sizeof(struct user));
 		if (!users[0] || !users[1])
 			return -1;
 	}
@@ -3397,7 +3396,6 @@ listener_open(void)
 {
 	union sockaddr_any	 a;
 	socklen_t		 alen;
-	char			 buf[64];
 	int			 one = 1;
 
 	if (addr_parse(&a, &alen, conf.listen_addr, conf.port) == -1) {
@@ -3417,10 +3415,20 @@ listener_open(void)
 	}
 	set_cloexec(lfd);
 	alen = sizeof(a);
-	if (getsockname(lfd, &a.sa, &alen) == 0 && conf.verbose > 0)
-		logmsg(LOG_INFO, "listening on %s",
-		    addr_str(buf, sizeof(buf), &a));
+	if (getsockname(lfd, &listen_sa.sa, &alen) == -1)
+		memset(&listen_sa, 0, sizeof(listen_sa));
 	return 0;
+}
+
+/* Said last, when everything is up: tests and scripts wait for it. */
+static void
+listener_announce(void)
+{
+	char	 buf[64];
+
+	if (conf.verbose > 0)
+		logmsg(LOG_INFO, "listening on %s",
+		    addr_str(buf, sizeof(buf), &listen_sa));
 }
 
 /* Raise the descriptor limit to the hard limit; warn if still short. */
@@ -3665,7 +3673,17 @@ socks5_open(const struct socks5_config *cf)
 		socks5_close();
 		return -1;
 	}
+	listener_announce();
 	return 0;
+}
+
+int
+socks5_port(void)
+{
+	if (lfd < 0)
+		return -1;
+	return ntohs(listen_sa.sa.sa_family == AF_INET6 ?
+	    listen_sa.sin6.sin6_port : listen_sa.sin.sin_port);
 }
 
 int
@@ -3743,6 +3761,7 @@ socks5_serve(const struct socks5_config *cf)
 		    strerror(errno));
 		goto out;
 	}
+	listener_announce();
 	daemon_ready();
 	while (!got_term)
 		if (loop_once() == -1)
@@ -3766,6 +3785,16 @@ serve_one(const struct socks5_config *cf, int rfd, int wfd)
 	socklen_t	 plen = sizeof(peer);
 	struct sigaction sa;
 
+	/* In a child of a running server: let go of its descriptors. */
+	close_fd(&lfd);
+	close_fd(&spare_fd);
+	close_fd(&rq_fd);
+	close_fd(&ra_fd);
+	close_fd(&rq_read);
+	close_fd(&ra_write);
+	close_fd(&sig_pipe[0]);
+	close_fd(&sig_pipe[1]);
+	nresolvers = 0;
 	if (startup_common(cf, 1, 2, 2) != 0)
 		return -1;
 	if (opt_user != NULL && privileges_drop(opt_user) == -1)

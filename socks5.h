@@ -123,6 +123,9 @@ void	socks5_stop(void);
  */
 int	socks5_open(const struct socks5_config *cf);
 
+/* The port socks5_open() listens on (useful with port 0), or -1. */
+int	socks5_port(void);
+
 /* How many pollfd entries socks5_pollfds() may need (after open). */
 int	socks5_pollfds_max(void);
 
