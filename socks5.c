@@ -3649,6 +3649,8 @@ server_open(const struct socks5_config *cf)
 	nudp = maxsess / SOCKS5_UDP_DIV;
 	if (npool < SOCKS5_POOL_MIN)
 		npool = SOCKS5_POOL_MIN;
+	if (cf->spill_buffers > 0)
+		npool = cf->spill_buffers;
 	if (nudp < SOCKS5_UDP_MIN)
 		nudp = SOCKS5_UDP_MIN;
 	if (nudp > SOCKS5_UDP_MAX)
@@ -3839,8 +3841,9 @@ usage(FILE *fp)
 	(void)fprintf(fp,
 	    "usage: socks5 [-46dhiv] [-a rule] [-b addr] [-c max] [-e addr] "
 	    "[-f secs]\n"
-	    "              [-l addr] [-p port] [-P pidfile] [-t secs] "
-	    "[-u file] [-U user]\n");
+	    "              [-l addr] [-m bufs] [-p port] [-P pidfile] "
+	    "[-t secs]\n"
+	    "              [-u file] [-U user]\n");
 }
 
 /* A decimal number in [lo, hi], or -1. */
@@ -3893,7 +3896,7 @@ main(int argc, char *argv[])
 	long			 v;
 
 	socks5_config_init(&cf);
-	while ((ch = getopt(argc, argv, "46a:b:c:de:f:hil:p:P:t:u:U:v")) != -1) {
+	while ((ch = getopt(argc, argv, "46a:b:c:de:f:hil:m:p:P:t:u:U:v")) != -1) {
 		switch (ch) {
 		case '4':
 			cf.family = 4;
@@ -3940,6 +3943,11 @@ main(int argc, char *argv[])
 			if (addr_parse(&a, &alen, optarg, 0) == -1)
 				return bad("address", optarg);
 			cf.listen_addr = optarg;
+			break;
+		case 'm':
+			if ((v = number(optarg, 2, 1048576)) < 0)
+				return bad("buffer count", optarg);
+			cf.spill_buffers = (int)v;
 			break;
 		case 'p':
 			if ((v = number(optarg, 0, 65535)) < 0)
