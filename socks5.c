@@ -51,13 +51,13 @@
 /* Tunables: every compile-time limit, each overridable with -D.       */
 
 #ifndef SOCKS5_BUFSIZE
-#define SOCKS5_BUFSIZE		16384	/* scratch and spill buffer bytes */
+#define SOCKS5_BUFSIZE		65536	/* TCP read size, spill buffer bytes */
 #endif
 #ifndef SOCKS5_MAXSESS
 #define SOCKS5_MAXSESS		1024	/* default session table (-c) */
 #endif
 #ifndef SOCKS5_POOL_DIV
-#define SOCKS5_POOL_DIV		4	/* spill buffers = sessions / this */
+#define SOCKS5_POOL_DIV		16	/* spill buffers = sessions / this */
 #endif
 #ifndef SOCKS5_POOL_MIN
 #define SOCKS5_POOL_MIN		8	/* ... but at least this many */
@@ -264,6 +264,10 @@ static int		 npolled;
 
 static struct pollfd	*pfd;		/* the poll set, rebuilt each pass */
 static int		 npfd;
+static int		 pi_sig;	/* where the server's own descriptors */
+static int		 pi_answers;	/* are in it, or -1 */
+static int		 pi_requests;
+static int		 pi_listen;
 
 static unsigned char	*pool;		/* spill buffers */
 static int		*poolfree;
@@ -286,7 +290,9 @@ static int		*udpfree;
 static int		 nudpfree;
 
 /* Big enough for a TCP read and for a UDP datagram with a header. */
-#define SCRATCH_SIZE	(UB_DATA + UDP_DATA_MAX + 1)
+#define SCRATCH_UDP	(UB_DATA + UDP_DATA_MAX + 1)
+#define SCRATCH_SIZE	(SOCKS5_BUFSIZE > SCRATCH_UDP ? SOCKS5_BUFSIZE : \
+			    SCRATCH_UDP)
 static unsigned char	 scratch[SCRATCH_SIZE];
 
 static struct user	*users[2];	/* current and reload tables */
@@ -2958,12 +2964,10 @@ poll_build(void)
 	short		 ev[NFD];
 
 	npfd = npolled = 0;
-	(void)pfd_add(sig_pipe[0], POLLIN);
-	(void)pfd_add(ra_fd, POLLIN);
-	if (nqueued > 0)
-		(void)pfd_add(rq_fd, POLLOUT);
-	if (lfd >= 0 && !listen_paused)
-		(void)pfd_add(lfd, POLLIN);
+	pi_sig = pfd_add(sig_pipe[0], POLLIN);
+	pi_answers = pfd_add(ra_fd, POLLIN);
+	pi_requests = nqueued > 0 ? pfd_add(rq_fd, POLLOUT) : -1;
+	pi_listen = lfd >= 0 && !listen_paused ? pfd_add(lfd, POLLIN) : -1;
 	for (i = 0; i < nactive; i++) {
 		s = &sess[active[i]];
 		session_events(s, ev);
@@ -3278,6 +3282,13 @@ signals_drain(void)
 		;
 }
 
+/* Did poll report anything for entry i of the set? */
+static int
+ready(int i)
+{
+	return i >= 0 && pfd[i].revents != 0;
+}
+
 /* After poll: run every session that has events, then the rest. */
 static void
 loop_dispatch(void)
@@ -3304,15 +3315,15 @@ loop_dispatch(void)
 		if (s->state == S_DONE)
 			session_free(s);
 	}
-	if (ra_fd >= 0)
+	if (ready(pi_answers))
 		lookups_read();
-	if (nqueued > 0)
+	if (nqueued > 0 && ready(pi_requests))
 		lookups_send();
-	if (sig_pipe[0] >= 0)
+	if (ready(pi_sig))
 		signals_drain();
 	if (listen_paused && DUE(listen_resume, now))
 		listen_paused = 0;
-	if (lfd >= 0 && !listen_paused)
+	else if (ready(pi_listen))
 		clients_accept();
 	sessions_expire();
 }

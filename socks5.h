@@ -77,7 +77,7 @@ struct socks5_config {
 					   replies instead of our own, or NULL */
 	const char	*user_file;	/* user:password file, or NULL: no auth */
 	int		 max_sessions;	/* session table size, default 1024 */
-	int		 spill_buffers;	/* 16 KiB spill buffers; 0: sessions/4,
+	int		 spill_buffers;	/* 64 KiB spill buffers; 0: sessions/16,
 					   at least 8 */
 	int		 idle_timeout;	/* seconds, default 3600 */
 	int		 frag_timeout;	/* UDP reassembly timer, seconds, >= 5 */
