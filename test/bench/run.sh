@@ -1,0 +1,626 @@
+#!/bin/sh
+# test/bench/run.sh - benchmark ./socks5 against microsocks, Dante and a
+# direct (no proxy) baseline, on loopback only. Run by hand:
+#
+#     sh test/bench/run.sh [--quick] [--only NAME] [--keep]
+#
+#   --quick      one repetition, short durations (about a minute)
+#   --only NAME  one row or group: stream stream-up stream-down streams
+#                streams-up streams-down sessions sessions-seq sessions-c32
+#                rtt cpu udp memory rss-session rss-idle size
+#   --keep       keep the work directory (raw loadgen output, logs)
+#
+# Everything runs on 127.0.0.1: the load generator (test/bench/loadgen.c)
+# runs its own target (sink/source/echo) in a forked child. Each row is
+# measured for every server in turn, servers alternating, three
+# repetitions (rotating the order), and the median is printed. A fresh
+# server is started for every measurement and stopped (by pid) after it.
+# Every loadgen run has its own time bound (alarm), every wait here too.
+
+set -u
+
+cd "$(dirname "$0")/../.." || exit 1
+TOP=$(pwd)
+
+QUICK=0
+ONLY=
+KEEP=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--quick)	QUICK=1 ;;
+	--only)		shift; ONLY=${1:-} ;;
+	--only=*)	ONLY=${1#--only=} ;;
+	--keep)		KEEP=1 ;;
+	-h|--help)	sed -n '2,19p' "$0"; exit 0 ;;
+	*)		echo "run.sh: unknown option $1" >&2; exit 64 ;;
+	esac
+	shift
+done
+
+if [ $QUICK = 1 ]; then
+	REPS=1 T=1 W=0.3 RTT_T=1 BULK=268435456 HOLD=1000 NSTREAMS=50
+else
+	REPS=3 T=3 W=0.5 RTT_T=2 BULK=2147483648 HOLD=1000 NSTREAMS=50
+fi
+
+# which groups run
+want() {
+	[ -z "$ONLY" ] && return 0
+	case $ONLY in
+	"$1"|"$1"-*)	return 0 ;;
+	esac
+	case "$1:$ONLY" in
+	memory:rss-session|memory:rss-idle|memory:hold) return 0 ;;
+	esac
+	return 1
+}
+case $ONLY in
+''|stream|stream-up|stream-down|streams|streams-up|streams-down|\
+sessions|sessions-seq|sessions-c32|rtt|rtt-p50|cpu|udp|memory|hold|\
+rss-session|rss-idle|size) ;;
+*)	echo "run.sh: unknown row $ONLY" >&2; exit 64 ;;
+esac
+
+WORK=$(mktemp -d /tmp/socks5-bench.XXXXXX) || exit 1
+RES=$WORK/res
+RAW=$WORK/raw
+mkdir -p "$RES" "$RAW"
+SPID=
+LGPID=
+HOLDFD=0
+
+cleanup() {
+	if [ $HOLDFD = 1 ]; then
+		exec 8>&-
+		HOLDFD=0
+	fi
+	if [ -n "$LGPID" ]; then
+		kill -TERM "$LGPID" 2>/dev/null
+		wait "$LGPID" 2>/dev/null
+		LGPID=
+	fi
+	stop_server
+	if [ $KEEP = 1 ]; then
+		echo "work directory kept: $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap 'cleanup' EXIT
+trap 'exit 130' INT TERM HUP
+
+say() { printf '%s\n' "$*" >&2; }
+
+# ------------------------------------------------------------------
+# Descriptors: 1000 held sessions need > 2000 in the server and in
+# loadgen. The project raises its own soft limit to the hard one; the
+# peers inherit ours.
+
+hard=$(ulimit -Hn)
+if [ "$hard" = unlimited ]; then
+	ulimit -n 65536 2>/dev/null
+else
+	ulimit -n "$hard" 2>/dev/null
+fi
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 4200 ]; then
+	ulimit -Hn 65536 2>/dev/null && ulimit -n 65536 2>/dev/null
+fi
+NOFILE=$(ulimit -n)
+if [ "$NOFILE" != unlimited ] && [ "$NOFILE" -lt 4200 ]; then
+	HOLD=$(( (NOFILE - 100) / 4 ))
+	say "run.sh: descriptor limit $NOFILE: holding only $HOLD sessions"
+fi
+
+# ------------------------------------------------------------------
+# Build: the project with its Makefile (cc -O2), loadgen, and the
+# -Os stripped binary for the size row.
+
+say "== build"
+make >/dev/null || { say "run.sh: make failed"; exit 1; }
+# a private copy: a rebuild of ./socks5 during the run changes nothing
+cp socks5 "$WORK/socks5" || exit 1
+CC=${CC:-cc}
+$CC -std=c99 -O2 -Wall -pthread -o "$WORK/loadgen" test/bench/loadgen.c ||
+	{ say "run.sh: cannot build loadgen"; exit 1; }
+LG=$WORK/loadgen
+if command -v gcc >/dev/null 2>&1; then
+	gcc -Os -o "$WORK/socks5-Os" socks5.c && strip "$WORK/socks5-Os" ||
+	    rm -f "$WORK/socks5-Os"
+fi
+
+# ------------------------------------------------------------------
+# Peers: install when missing and root, else skip with a message.
+
+apt_install() {
+	[ "$(id -u)" = 0 ] || return 1
+	command -v apt-get >/dev/null 2>&1 || return 1
+	say "run.sh: installing $1 with apt-get"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" \
+	    >/dev/null 2>&1 && return 0
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" \
+	    >/dev/null 2>&1
+}
+
+find_bin() {
+	for p in "$@"; do
+		[ -x "$p" ] && { echo "$p"; return 0; }
+	done
+	return 1
+}
+
+MICROSOCKS_V=
+DANTE_V=
+MICROSOCKS=$(find_bin /usr/bin/microsocks /usr/local/bin/microsocks)
+[ -z "$MICROSOCKS" ] && apt_install microsocks &&
+	MICROSOCKS=$(find_bin /usr/bin/microsocks)
+DANTED=$(find_bin /usr/sbin/danted /usr/bin/danted /usr/local/sbin/danted)
+[ -z "$DANTED" ] && apt_install dante-server &&
+	DANTED=$(find_bin /usr/sbin/danted)
+
+SERVERS="socks5"
+if [ -n "$MICROSOCKS" ]; then
+	SERVERS="$SERVERS microsocks"
+else
+	say "run.sh: microsocks not available: its column is skipped"
+fi
+if [ -n "$DANTED" ]; then
+	SERVERS="$SERVERS dante"
+	# Dante stops its children itself on SIGTERM; pkill is never used
+	# here, see stop_server.
+else
+	say "run.sh: danted not available: its column is skipped"
+fi
+SERVERS="$SERVERS direct"
+
+# ------------------------------------------------------------------
+# Servers.
+
+# pids of all descendants of $1
+descendants() {
+	ps -e -o pid= -o ppid= 2>/dev/null | awk -v root="$1" '
+	{ par[$1] = $2 }
+	END {
+		t[root] = 1
+		do {
+			more = 0
+			for (k in par)
+				if (!(k in t) && (par[k] in t)) {
+					t[k] = 1
+					more = 1
+				}
+		} while (more)
+		for (k in t)
+			if (k != root)
+				print k
+	}'
+}
+
+start_server() {	# name [taskset prefix words...]
+	name=$1
+	shift
+	SPID=
+	PORT=
+	[ "$name" = direct ] && return 0
+	PORT=$("$LG" freeport) || return 1
+	log=$WORK/$name.log
+	case $name in
+	socks5)
+		"$@" "$WORK/socks5" -p "$PORT" >>"$log" 2>&1 &
+		SPID=$! ;;
+	microsocks)
+		"$@" "$MICROSOCKS" -i 127.0.0.1 -p "$PORT" >>"$log" 2>&1 &
+		SPID=$! ;;
+	dante)
+		cat >"$WORK/danted.conf" <<EOF
+logoutput: stderr
+internal: 127.0.0.1 port = $PORT
+external: 127.0.0.1
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass {
+	from: 127.0.0.0/8 to: 127.0.0.0/8
+}
+socks pass {
+	from: 127.0.0.0/8 to: 127.0.0.0/8
+	command: bind connect udpassociate bindreply udpreply
+}
+EOF
+		"$@" "$DANTED" -f "$WORK/danted.conf" -p "$WORK/danted.pid" \
+		    >>"$log" 2>&1 &
+		SPID=$! ;;
+	esac
+	if ! "$LG" -x "$PORT" -t 10 probe >/dev/null 2>&1; then
+		say "run.sh: $name did not answer on port $PORT (see below)"
+		tail -5 "$log" >&2
+		stop_server
+		return 1
+	fi
+	return 0
+}
+
+stop_server() {
+	[ -n "$SPID" ] || return 0
+	kids=$(descendants "$SPID")
+	kill -TERM "$SPID" 2>/dev/null
+	i=0
+	while kill -0 "$SPID" 2>/dev/null && [ $i -lt 50 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	kill -0 "$SPID" 2>/dev/null && kill -KILL "$SPID" 2>/dev/null
+	wait "$SPID" 2>/dev/null
+	# children it left behind (started by us, through it): by pid
+	for k in $kids; do
+		[ -d "/proc/$k" ] || continue
+		grep -q -e danted -e socks5 -e microsocks "/proc/$k/cmdline" \
+		    2>/dev/null || continue
+		kill -TERM "$k" 2>/dev/null
+		sleep 0.2
+		[ -d "/proc/$k" ] && kill -KILL "$k" 2>/dev/null
+	done
+	SPID=
+}
+
+# CPU ticks of a process and its descendants (live ones, and reaped
+# ones through cutime/cstime).
+cpu_ticks() {
+	for p in "$1" $(descendants "$1"); do
+		cat "/proc/$p/stat" 2>/dev/null
+	done | awk '{ sub(/^.*\) /, ""); s += $12 + $13 + $14 + $15 }
+	    END { print s + 0 }'
+}
+
+# Sum of a /proc/PID/status or smaps_rollup field (kB) over pids.
+kb_sum() {	# field file pids...
+	f=$1
+	file=$2
+	shift 2
+	for p in "$@"; do
+		cat "/proc/$p/$file" 2>/dev/null
+	done | awk -v f="$f:" '$1 == f { s += $2 } END { print s + 0 }'
+}
+
+# ------------------------------------------------------------------
+# Results: one value per line in $RES/ROW.SERVER; medians at the end.
+
+get() {	# key file
+	awk -F= -v k="$1" '$1 == k { print $2; exit }' "$2"
+}
+
+put() {	# row server value
+	[ -n "$3" ] && echo "$3" >>"$RES/$1.$2"
+}
+
+median() {	# file
+	[ -s "$1" ] || { echo; return; }
+	sort -g "$1" | awk '{ v[NR] = $1 }
+	    END { if (NR % 2) print v[(NR + 1) / 2];
+		  else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# servers in the order for repetition $1 (rotated each time)
+order() {
+	set -- $1 $SERVERS
+	r=$(( ($1 - 1) % ($# - 1) ))
+	shift
+	i=0
+	while [ $i -lt "$r" ]; do
+		first=$1
+		shift
+		set -- "$@" "$first"
+		i=$((i + 1))
+	done
+	echo "$@"
+}
+
+# run one measurement: group server rep
+measure() {
+	g=$1
+	s=$2
+	rep=$3
+	out=$RAW/$g.$s.$rep
+	pin=
+	[ "$g" = rtt ] && pin="taskset -c 0"
+	case $g:$s in
+	udp:microsocks|cpu:direct|memory:direct)
+		return 0 ;;
+	esac
+	start_server "$s" $pin || return 0
+	xp=
+	[ -n "$PORT" ] && xp="-x $PORT"
+	case $g in
+	stream)
+		$LG $xp -t "$T" -w "$W" stream >"$out" 2>&1
+		put stream-up "$s" "$(get up_gibps "$out")"
+		put stream-down "$s" "$(get down_gibps "$out")"
+		;;
+	streams)
+		$LG $xp -t "$T" -w "$W" streams $NSTREAMS >"$out" 2>&1
+		put streams-up "$s" "$(get up_gibps "$out")"
+		put streams-down "$s" "$(get down_gibps "$out")"
+		put streams-up-fair "$s" "$(get up_fair "$out")"
+		put streams-down-fair "$s" "$(get down_fair "$out")"
+		;;
+	sessions)
+		$LG $xp -t "$T" -w "$W" -c 32 sessions >"$out" 2>&1
+		put sessions-seq "$s" "$(get seq_per_s "$out")"
+		put sessions-c32 "$s" "$(get conc_per_s "$out")"
+		put sessions-err "$s" \
+		    "$(( $(get seq_errors "$out") + $(get conc_errors "$out") ))"
+		;;
+	rtt)
+		$pin $LG $xp -t "$RTT_T" rtt >"$out" 2>&1
+		put rtt-p50 "$s" "$(get rtt_p50_us "$out")"
+		put rtt-p99 "$s" "$(get rtt_p99_us "$out")"
+		;;
+	udp)
+		$LG $xp -t "$T" -w "$W" -W 32 udp >"$out" 2>&1
+		put udp "$s" "$(get udp_dgram_per_s "$out")"
+		put udp-loss "$s" "$(get udp_loss_pct "$out")"
+		;;
+	cpu)
+		c0=$(cpu_ticks "$SPID")
+		$LG $xp bulk "$BULK" >"$out" 2>&1
+		sleep 0.2
+		c1=$(cpu_ticks "$SPID")
+		hz=$(getconf CLK_TCK)
+		if grep -q '^bulk_bytes=' "$out"; then
+			put cpu "$s" "$(awk -v a="$c0" -v b="$c1" -v hz="$hz" \
+			    -v n="$BULK" 'BEGIN { printf "%.4f",
+			    (b - a) / hz / (2 * n / 1073741824) }')"
+			echo "cpu_ticks=$((c1 - c0)) hz=$hz" >>"$out"
+		fi
+		;;
+	memory)
+		measure_memory "$s" "$out"
+		;;
+	esac
+	if grep -q 'loadgen:' "$out" 2>/dev/null; then
+		say "run.sh: $g/$s: $(grep 'loadgen:' "$out" | head -1)"
+	fi
+	stop_server
+}
+
+# memory rows: RSS idle, then with $HOLD idle sessions held
+measure_memory() {
+	s=$1
+	out=$2
+	sleep 0.5
+	if [ "$s" = socks5 ]; then
+		pids=$SPID	# the main process only, not the helpers
+	else
+		pids="$SPID $(descendants "$SPID")"
+	fi
+	tree="$SPID $(descendants "$SPID")"
+	r0=$(kb_sum VmRSS status $pids)
+	p0=$(kb_sum Pss smaps_rollup $tree)
+	t0=$(kb_sum VmRSS status $tree)
+	rm -f "$WORK/hold.fifo"
+	mkfifo "$WORK/hold.fifo" || return 0
+	"$LG" -x "$PORT" -t 300 hold "$HOLD" <"$WORK/hold.fifo" \
+	    >"$out.hold" 2>&1 &
+	LGPID=$!
+	exec 8>"$WORK/hold.fifo"
+	HOLDFD=1
+	i=0
+	while ! grep -qs '^held=' "$out.hold" && kill -0 "$LGPID" 2>/dev/null &&
+	    [ $i -lt 1200 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	sleep 1
+	if [ "$s" != socks5 ]; then
+		pids="$SPID $(descendants "$SPID")"
+	fi
+	tree="$SPID $(descendants "$SPID")"
+	r1=$(kb_sum VmRSS status $pids)
+	p1=$(kb_sum Pss smaps_rollup $tree)
+	t1=$(kb_sum VmRSS status $tree)
+	nproc=$(echo $tree | wc -w)
+	held=$(get held "$out.hold")
+	exec 8>&-
+	HOLDFD=0
+	i=0
+	while kill -0 "$LGPID" 2>/dev/null && [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	kill -0 "$LGPID" 2>/dev/null && kill -TERM "$LGPID"
+	wait "$LGPID" 2>/dev/null
+	LGPID=
+	{
+		echo "rss0_kb=$r0"
+		echo "rss1_kb=$r1"
+		echo "tree_rss0_kb=$t0"
+		echo "tree_rss1_kb=$t1"
+		echo "tree_pss0_kb=$p0"
+		echo "tree_pss1_kb=$p1"
+		echo "tree_procs_held=$nproc"
+		cat "$out.hold"
+	} >"$out"
+	put rss-idle "$s" "$r0"
+	put pss-idle "$s" "$p0"
+	if [ -n "$held" ] && [ "$held" -gt 0 ]; then
+		[ "$held" -lt "$HOLD" ] &&
+			say "run.sh: $s: only $held of $HOLD sessions held"
+		put rss-session "$s" "$(awk -v a="$r0" -v b="$r1" \
+		    -v n="$HOLD" 'BEGIN { printf "%.2f", (b - a) / n }')"
+		put pss-session "$s" "$(awk -v a="$p0" -v b="$p1" \
+		    -v n="$HOLD" 'BEGIN { printf "%.2f", (b - a) / n }')"
+		put procs-held "$s" "$nproc"
+		put held "$s" "$held"
+	fi
+}
+
+# ------------------------------------------------------------------
+# Run.
+
+GITREV=$(git rev-parse --short HEAD 2>/dev/null || echo "not a git tree")
+git diff --quiet HEAD -- socks5.c socks5.h 2>/dev/null ||
+	GITREV="$GITREV + uncommitted changes to socks5.c/socks5.h"
+GITREV="$GITREV, socks5.c $(wc -l <socks5.c | tr -d ' ') lines"
+[ -n "$MICROSOCKS" ] && MICROSOCKS_V="microsocks $(dpkg-query -W \
+    -f '${Version}' microsocks 2>/dev/null)"
+[ -n "$DANTED" ] && DANTE_V="$("$DANTED" -v 2>/dev/null | head -1 |
+    awk '{ print $1, $2 }')"
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+
+say "== environment"
+say "$(uname -sr), $(nproc 2>/dev/null) CPUs, $(gcc --version 2>/dev/null | head -1)"
+say "servers: $SERVERS; repetitions: $REPS; descriptors: $NOFILE"
+say "load average at start: $LOAD0"
+busy=$(ps -e -o pcpu= -o pid= -o args= --sort=-pcpu 2>/dev/null |
+    awk '$1 > 5 { print }' | head -5)
+[ -n "$busy" ] && say "run.sh: warning: other busy processes:
+$busy"
+
+START=$(date +%s)
+for g in stream streams sessions rtt cpu udp memory; do
+	want $g || continue
+	say "== $g"
+	rep=1
+	while [ $rep -le $REPS ]; do
+		for s in $(order $rep); do
+			measure "$g" "$s" "$rep"
+		done
+		rep=$((rep + 1))
+	done
+done
+
+# size: nothing to run
+if want size; then
+	[ -f "$WORK/socks5-Os" ] && put size socks5 \
+	    "$(wc -c <"$WORK/socks5-Os" | tr -d ' ')"
+	[ -n "$MICROSOCKS" ] && put size microsocks \
+	    "$(wc -c <"$MICROSOCKS" | tr -d ' ')"
+	[ -n "$DANTED" ] && put size dante "$(wc -c <"$DANTED" | tr -d ' ')"
+fi
+
+# ------------------------------------------------------------------
+# Table.
+
+med() { median "$RES/$1.$2"; }
+
+# fmt value format -> formatted, or "-" when empty
+fmt() {
+	[ -z "$1" ] && { echo "-"; return; }
+	awk -v v="$1" -v f="$2" 'BEGIN { printf f, v }'
+}
+
+# ratio row better(hi|lo) -> socks5 / best peer
+ratio() {
+	s=$(med "$1" socks5)
+	m=$(med "$1" microsocks)
+	d=$(med "$1" dante)
+	awk -v s="$s" -v m="$m" -v d="$d" -v b="$2" 'BEGIN {
+		if (s == "") { print "-"; exit }
+		best = ""
+		if (m != "") best = m
+		if (d != "" && (best == "" || (b == "hi" ? d > best : d < best)))
+			best = d
+		if (best == "" || best == 0) { print "-"; exit }
+		printf "%.2fx", s / best
+	}'
+}
+
+W1=36
+W2=17
+line() {
+	printf "%-${W1}s %${W2}s %${W2}s %${W2}s %${W2}s %11s\n" "$@"
+}
+
+# row: key label format better [extra: pct|fair]
+row() {
+	key=$1 label=$2 f=$3 better=$4 extra=${5:-}
+	[ -n "$(cat "$RES/$key".* 2>/dev/null)" ] || return 0
+	set --
+	for s in socks5 microsocks dante direct; do
+		v=$(med "$key" "$s")
+		c=$(fmt "$v" "$f")
+		if [ -n "$v" ] && [ "$extra" = pct ] && [ "$s" != direct ]; then
+			dv=$(med "$key" direct)
+			[ -n "$dv" ] && c="$c ($(awk -v a="$v" -v b="$dv" \
+			    'BEGIN { printf "%.0f%%", 100 * a / b }'))"
+		fi
+		if [ -n "$v" ] && [ "$extra" = fair ]; then
+			fv=$(med "$key-fair" "$s")
+			[ -n "$fv" ] && c="$c f=$(fmt "$fv" %.2f)"
+		fi
+		set -- "$@" "$c"
+	done
+	line "$label" "$@" "$(ratio "$key" "$better")"
+}
+
+echo
+echo "socks5 benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -sr)," \
+    "$(nproc 2>/dev/null) CPUs; median of $REPS run(s)"
+echo "project: $GITREV; peers: ${MICROSOCKS_V:-no microsocks}, ${DANTE_V:-no dante}"
+echo "load average: $LOAD0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
+echo
+line "row" "socks5" "microsocks" "dante" "direct" "socks5/best"
+line "---" "------" "----------" "-----" "------" "-----------"
+row stream-up     "single-stream up GiB/s (% direct)" %.2f hi pct
+row stream-down   "single-stream down GiB/s (% direct)" %.2f hi pct
+row streams-up    "$NSTREAMS streams up GiB/s (f=min/max)" %.2f hi fair
+row streams-down  "$NSTREAMS streams down GiB/s (f=min/max)" %.2f hi fair
+row sessions-seq  "sessions/s sequential" %.0f hi
+row sessions-c32  "sessions/s 32 concurrent" %.0f hi
+row rtt-p50       "64B RTT p50 us, 1 CPU (lower better)" %.1f lo
+row cpu           "server CPU s/GiB relayed (lower better)" %.3f lo
+row udp           "UDP 512B datagrams/s (window 32)" %.0f hi
+row rss-session   "RSS KiB/held session (lower better)" %.2f lo
+row rss-idle      "idle RSS KiB (lower better)" %.0f lo
+row size          "binary bytes, stripped (lower better)" %.0f lo
+
+echo
+echo "all repetitions (in run order; the table shows the median):"
+for key in stream-up stream-down streams-up streams-down sessions-seq \
+    sessions-c32 rtt-p50 cpu udp rss-session rss-idle; do
+	d=
+	for s in socks5 microsocks dante direct; do
+		[ -s "$RES/$key.$s" ] &&
+			d="$d $s=$(tr '\n' ',' <"$RES/$key.$s" | sed 's/,$//')"
+	done
+	[ -n "$d" ] && printf '  %-13s%s\n' "$key" "$d"
+done
+
+echo
+echo "details (medians):"
+for s in socks5 microsocks dante direct; do
+	d=
+	v=$(med rtt-p99 $s);      [ -n "$v" ] && d="$d rtt_p99_us=$v"
+	v=$(med sessions-err $s); [ -n "$v" ] && d="$d session_errors=$v"
+	v=$(med udp-loss $s);     [ -n "$v" ] && d="$d udp_loss_pct=$v"
+	v=$(med pss-idle $s);     [ -n "$v" ] && d="$d tree_pss_idle_kb=$v"
+	v=$(med pss-session $s);  [ -n "$v" ] && d="$d tree_pss_kb_per_session=$v"
+	v=$(med procs-held $s);   [ -n "$v" ] && d="$d procs_while_holding=$v"
+	v=$(med held $s);         [ -n "$v" ] && d="$d held=$v"
+	[ -n "$d" ] && echo "  $s:$d"
+done
+cat <<EOF
+
+notes:
+  - ratio: socks5 / best of microsocks and dante (max where higher is
+    better, min where lower is better); direct is the no-proxy baseline.
+  - single-stream and $NSTREAMS-stream rows: $T s measured after $W s of
+    warm-up, bytes counted at the client; f = min/max bytes per stream.
+  - sessions: connect, greeting, CONNECT, 1 byte echoed; the target then
+    closes and the client closes when that EOF reaches it (TIME_WAIT
+    stays on listening sides: when the client closed first, Dante, which
+    bind()s its outgoing sockets, ran out of ephemeral ports).
+  - RTT: server, client and target all pinned to CPU 0 (taskset -c 0).
+  - CPU: utime+stime (+cutime+cstime) from /proc/PID/stat of the server
+    and its descendants over $(awk -v b="$BULK" 'BEGIN{print b/1073741824}') GiB up + the same down.
+  - UDP: microsocks has no UDP ASSOCIATE.
+  - memory: $HOLD idle sessions held; (VmRSS_held - VmRSS_idle) / $HOLD.
+    socks5: main server pid only (its resolver helper processes, forked
+    at startup, are not counted); microsocks: its one process; dante:
+    sum of VmRSS over all its processes (shared pages counted once per
+    process). tree_pss_* above: PSS summed over every process.
+  - binary: socks5 built gcc -Os, dynamic, stripped; peers as shipped
+    (dynamic; their shared libraries are not counted).
+EOF
+say "run.sh: done in $(( $(date +%s) - START )) s"
