@@ -8,7 +8,9 @@
 #   make test-mips       the suite against big-endian MIPS under qemu-mips
 #   make test-sanitize   the suite against an ASan+UBSan build
 #   make test-valgrind   the suite under valgrind memcheck (slow)
-#   make fuzz            build the libFuzzer target; fuzz-run runs it
+#   make fuzz            build the libFuzzer target; fuzz-run runs both
+#                        fuzzers FUZZSECS each; fuzz-regress replays
+#                        test/fuzz/regress/* and the seeds
 #   make bench           side-by-side benchmark (by hand, minutes)
 .POSIX:
 
@@ -68,6 +70,9 @@ fuzz:
 
 fuzz-run:
 	sh test/fuzz/run.sh $(FUZZSECS)
+
+fuzz-regress:
+	sh test/fuzz/regress.sh
 
 bench:
 	sh test/bench/run.sh

@@ -415,13 +415,18 @@ set_nonblock(int fd)
 	return fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
+/* For a socket we made: it has no other status flags to keep. */
+static int
+set_nonblock_new(int fd)
+{
+	return fcntl(fd, F_SETFL, O_NONBLOCK);
+}
+
+/* FD_CLOEXEC is the only descriptor flag. */
 static void
 set_cloexec(int fd)
 {
-	int	 fl;
-
-	if ((fl = fcntl(fd, F_GETFD)) != -1)
-		(void)fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
 static void
@@ -2000,7 +2005,7 @@ connect_next(struct session *s)
 			continue;
 		}
 		set_cloexec(fd);
-		if (set_nonblock(fd) == -1 || (conf.bind_addr != NULL &&
+		if (set_nonblock_new(fd) == -1 || (conf.bind_addr != NULL &&
 		    (addr_parse(&b, &blen, conf.bind_addr, 0) == -1 ||
 		    bind(fd, &b.sa, blen) == -1))) {
 			s->lasterr = errno;
@@ -2015,6 +2020,10 @@ connect_next(struct session *s)
 		}
 		if (errno == EINPROGRESS || errno == EINTR) {
 			s->state = S_CONNECT;
+			/* Loopback often completes at once: skip a pass. */
+			blen = sizeof(b);
+			if (getpeername(fd, &b.sa, &blen) == 0)
+				connected(s);
 			return;
 		}
 		s->lasterr = errno;
@@ -2167,7 +2176,7 @@ bind_start(struct session *s)
 	}
 	s->fd[FD_LISTEN] = fd;
 	set_cloexec(fd);
-	if (set_nonblock(fd) == -1 || bind(fd, &a.sa, alen) == -1 ||
+	if (set_nonblock_new(fd) == -1 || bind(fd, &a.sa, alen) == -1 ||
 	    listen(fd, 1) == -1) {
 		logmsg(LOG_WARNING, "warning: bind listener: %s",
 		    strerror(errno));
@@ -2290,7 +2299,7 @@ bind_accept(struct session *s)
 		close_fd(&s->fd[FD_LISTEN]);
 		s->fd[FD_REMOTE] = fd;
 		set_cloexec(fd);
-		(void)set_nonblock(fd);
+		(void)set_nonblock_new(fd);
 		set_nodelay(fd);
 		s->state = S_RELAY;
 		s->up.full = s->up.full || s->up.len > 0;
@@ -2391,7 +2400,7 @@ udp_start(struct session *s, const struct request *r)
 	}
 	s->fd[FD_UDP] = fd;
 	set_cloexec(fd);
-	if (set_nonblock(fd) == -1 || bind(fd, &a.sa, alen) == -1 ||
+	if (set_nonblock_new(fd) == -1 || bind(fd, &a.sa, alen) == -1 ||
 	    getsockname(fd, &a.sa, &alen) == -1) {
 		logmsg(LOG_WARNING, "warning: udp socket: %s", strerror(errno));
 		session_fail(s, SOCKS5_REP_FAILURE);
@@ -2440,7 +2449,7 @@ udp_outward(struct session *s, int fam)
 	if ((fd = socket(fam, SOCK_DGRAM, 0)) == -1)
 		return -1;
 	set_cloexec(fd);
-	if (set_nonblock(fd) == -1 || bind(fd, &a.sa, alen) == -1) {
+	if (set_nonblock_new(fd) == -1 || bind(fd, &a.sa, alen) == -1) {
 		(void)close(fd);
 		return -1;
 	}
@@ -3156,7 +3165,7 @@ refuse(int fd)
 {
 	static const unsigned char no[2] = { SOCKS5_VERSION, 0xff };
 
-	(void)set_nonblock(fd);
+	(void)set_nonblock_new(fd);
 	(void)read(fd, scratch, SOCKS5_BUFSIZE);	/* no RST for this */
 	(void)write(fd, no, 2);
 	(void)close(fd);
@@ -3207,6 +3216,7 @@ client_denied(const struct sockaddr *sa, socklen_t len)
 static void
 clients_accept(void)
 {
+	struct session	*s;
 	union {
 		struct sockaddr_storage	 ss;
 		struct sockaddr		 sa;
@@ -3249,12 +3259,17 @@ clients_accept(void)
 			continue;
 		}
 		set_cloexec(fd);
-		if (set_nonblock(fd) == -1) {
+		if (set_nonblock_new(fd) == -1) {
 			(void)close(fd);
 			continue;
 		}
 		set_nodelay(fd);
-		(void)session_new(fd, fd, &peer.sa, plen);
+		/* The greeting often came with the connection: read it now. */
+		if ((s = session_new(fd, fd, &peer.sa, plen)) != NULL) {
+			client_input(s);
+			if (s->state == S_DONE)
+				session_free(s);
+		}
 	}
 }
 
@@ -3419,7 +3434,7 @@ listener_open(void)
 	    sizeof(one)) == -1 ||
 	    bind(lfd, &a.sa, alen) == -1 ||
 	    listen(lfd, SOCKS5_BACKLOG) == -1 ||
-	    set_nonblock(lfd) == -1) {
+	    set_nonblock_new(lfd) == -1) {
 		logmsg(LOG_ERR, "fatal: listen on %s port %d: %s",
 		    conf.listen_addr, conf.port, strerror(errno));
 		return -1;
