@@ -1390,7 +1390,7 @@ static struct session *
 session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
 {
 	struct session	*s;
-	int		 slot;
+	int		 slot, i;
 
 	if (nfree == 0)
 		return NULL;
@@ -1400,9 +1400,10 @@ session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
 	memset(&s->down, 0, sizeof(s->down));
 	s->up.buf = s->down.buf = -1;
 	s->gen++;
+	for (i = 0; i < NFD; i++)
+		s->fd[i] = -1;
 	s->fd[FD_CLIENT] = cfd;
 	s->fd[FD_CLIENT_OUT] = cwfd;
-	s->fd[FD_REMOTE] = -1;
 	s->start = now;
 	s->deadline = now + (unsigned long)handshake_ms;
 	s->outlen = 0;
@@ -3365,7 +3366,7 @@ loop_once(void)
 static int
 tables_alloc(int maxsess, int npool, int nudp)
 {
-	int	 i, j;
+	int	 i;
 
 	free(sess);
 	free(freelist);
@@ -3396,12 +3397,12 @@ tables_alloc(int maxsess, int npool, int nudp)
 	for (i = 0; i < nudp; i++)
 		udpfree[i] = nudp - 1 - i;
 	nudpfree = nudp;
-	for (i = 0; i < maxsess; i++) {
-		sess[i].state = S_FREE;
-		for (j = 0; j < NFD; j++)
-			sess[i].fd[j] = -1;
+	/*
+	 * The table stays untouched (calloc's zeros: S_FREE, gen 0) until a
+	 * slot is first used, so an idle server's memory holds no entries.
+	 */
+	for (i = 0; i < maxsess; i++)
 		freelist[i] = maxsess - 1 - i;
-	}
 	nfree = maxsess;
 	for (i = 0; i < npool; i++)
 		poolfree[i] = npool - 1 - i;
