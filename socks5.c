@@ -2509,27 +2509,21 @@ udp_forward(struct session *s, const unsigned char *hdr,
 		fam = d.atyp == SOCKS5_ATYP_IPV4 ? AF_INET : AF_INET6;
 		ip = d.addr;
 	}
-	udpbuf_put(&ub);
-	if (!family_ok(fam)) {
-		udp_drop(s, "address family not allowed");
-		return;
-	}
-	if (rules_request(s, SOCKS5_CMD_UDP, fam, ip, d.port, "datagram",
-	    LOG_DEBUG) == -1) {
-		udp_drop(s, "denied by a rule");
-		return;
-	}
 	alen = addr_make(&a, fam, ip, d.port);
-	if ((fd = udp_outward(s, fam)) == -1) {
+	if (!family_ok(fam))
+		udp_drop(s, "address family not allowed");
+	else if (rules_request(s, SOCKS5_CMD_UDP, fam, ip, d.port,
+	    "datagram", LOG_DEBUG) == -1)
+		udp_drop(s, "denied by a rule");
+	else if ((fd = udp_outward(s, fam)) == -1)
 		udp_drop(s, strerror(errno));
-		return;
-	}
-	if (sendto(fd, data, len, 0, &a.sa, alen) == -1) {
+	else if (sendto(fd, data, len, 0, &a.sa, alen) == -1)
 		udp_drop(s, strerror(errno));
-		return;
+	else {
+		s->dgrams_up++;
+		s->up.bytes += (double)len;
 	}
-	s->dgrams_up++;
-	s->up.bytes += (double)len;
+	udpbuf_put(&ub);	/* data may live in it: only now */
 }
 
 /* A lookup for a datagram came back: cache it, send what waited. */
