@@ -3891,6 +3891,7 @@ bad(const char *what, const char *arg)
 
 static char	 pidpath[1024], userpath[1024];
 static const char *rule_args[SOCKS5_MAXRULES];
+static int	 opt_inetd;
 
 /* path, or the current directory and path in buf (NULL: too long). */
 static const char *
@@ -3907,119 +3908,134 @@ absolute(char *buf, const char *path)
 	return strcat(strcat(buf, "/"), path);
 }
 
-int
-main(int argc, char *argv[])
+#define OPT_TAKEN	(-1)	/* option() took it; go on */
+
+/* An address option: OPT_TAKEN, or the usage exit status. */
+static int
+opt_address(const char **dst, const char *arg)
 {
-	struct socks5_config	 cf;
 	union sockaddr_any	 a;
 	socklen_t		 alen;
-	int			 ch, inetd = 0, r;
-	long			 v;
 
-	socks5_config_init(&cf);
-	while ((ch = getopt(argc, argv, "46a:b:c:de:f:hil:m:p:P:t:u:U:v")) != -1) {
-		switch (ch) {
-		case '4':
-			cf.family = 4;
-			break;
-		case '6':
-			cf.family = 6;
-			break;
-		case 'a':
-			if (rule_add(optarg) == -1)
-				return bad("rule", optarg);
-			rule_args[cf.nrules++] = optarg;
-			cf.rules = rule_args;
-			break;
-		case 'b':
-			if (addr_parse(&a, &alen, optarg, 0) == -1)
-				return bad("address", optarg);
-			cf.bind_addr = optarg;
-			break;
-		case 'c':
-			if ((v = number(optarg, 1, 65535)) < 0)
-				return bad("session count", optarg);
-			cf.max_sessions = (int)v;
-			break;
-		case 'd':
-			opt_daemon = 1;
-			break;
-		case 'e':
-			if (addr_parse(&a, &alen, optarg, 0) == -1)
-				return bad("address", optarg);
-			cf.external_addr = optarg;
-			break;
-		case 'f':
-			if ((v = number(optarg, SOCKS5_FRAG_SECS, 3600)) < 0)
-				return bad("reassembly timeout", optarg);
-			cf.frag_timeout = (int)v;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'i':
-			inetd = 1;
-			break;
-		case 'l':
-			if (addr_parse(&a, &alen, optarg, 0) == -1)
-				return bad("address", optarg);
-			cf.listen_addr = optarg;
-			break;
-		case 'm':
-			if ((v = number(optarg, 2, 1048576)) < 0)
-				return bad("buffer count", optarg);
-			cf.spill_buffers = (int)v;
-			break;
-		case 'p':
-			if ((v = number(optarg, 0, 65535)) < 0)
-				return bad("port", optarg);
-			cf.port = (int)v;
-			break;
-		case 'P':
-			opt_pidfile = optarg;
-			break;
-		case 't':
-			if ((v = number(optarg, 1, 1000000)) < 0)
-				return bad("timeout", optarg);
-			cf.idle_timeout = (int)v;
-			break;
-		case 'u':
-			cf.user_file = optarg;
-			break;
-		case 'U':
-			opt_user = optarg;
-			break;
-		case 'v':
-			cf.verbose++;
-			break;
-		default:
-			usage(stderr);
-			return 64;
-		}
-	}
-	if (optind != argc) {
+	if (addr_parse(&a, &alen, arg, 0) == -1)
+		return bad("address", arg);
+	*dst = arg;
+	return OPT_TAKEN;
+}
+
+/* A number option in [lo, hi]: OPT_TAKEN, or the usage exit status. */
+static int
+opt_number(int *dst, const char *arg, long lo, long hi, const char *what)
+{
+	long	 v;
+
+	if ((v = number(arg, lo, hi)) < 0)
+		return bad(what, arg);
+	*dst = (int)v;
+	return OPT_TAKEN;
+}
+
+/* One command-line option into cf: OPT_TAKEN, or an exit status. */
+static int
+option(struct socks5_config *cf, int ch, const char *arg)
+{
+	switch (ch) {
+	case '4':
+	case '6':
+		cf->family = ch - '0';
+		return OPT_TAKEN;
+	case 'a':
+		if (rule_add(arg) == -1)
+			return bad("rule", arg);
+		rule_args[cf->nrules++] = arg;
+		cf->rules = rule_args;
+		return OPT_TAKEN;
+	case 'b':
+		return opt_address(&cf->bind_addr, arg);
+	case 'c':
+		return opt_number(&cf->max_sessions, arg, 1, 65535,
+		    "session count");
+	case 'd':
+		opt_daemon = 1;
+		return OPT_TAKEN;
+	case 'e':
+		return opt_address(&cf->external_addr, arg);
+	case 'f':
+		return opt_number(&cf->frag_timeout, arg, SOCKS5_FRAG_SECS,
+		    3600, "reassembly timeout");
+	case 'h':
+		usage(stdout);
+		return 0;
+	case 'i':
+		opt_inetd = 1;
+		return OPT_TAKEN;
+	case 'l':
+		return opt_address(&cf->listen_addr, arg);
+	case 'm':
+		return opt_number(&cf->spill_buffers, arg, 2, 1048576,
+		    "buffer count");
+	case 'p':
+		return opt_number(&cf->port, arg, 0, 65535, "port");
+	case 'P':
+		opt_pidfile = arg;
+		return OPT_TAKEN;
+	case 't':
+		return opt_number(&cf->idle_timeout, arg, 1, 1000000,
+		    "timeout");
+	case 'u':
+		cf->user_file = arg;
+		return OPT_TAKEN;
+	case 'U':
+		opt_user = arg;
+		return OPT_TAKEN;
+	case 'v':
+		cf->verbose++;
+		return OPT_TAKEN;
+	default:
 		usage(stderr);
 		return 64;
 	}
-	if (cf.family == 6 && cf.bind_addr != NULL &&
-	    strchr(cf.bind_addr, ':') == NULL)
-		return bad("-b address for -6", cf.bind_addr);
-	if (cf.family == 4 && cf.bind_addr != NULL &&
-	    strchr(cf.bind_addr, ':') != NULL)
-		return bad("-b address for -4", cf.bind_addr);
+}
+
+/* What the options say together; 0, or an exit status. */
+static int
+options_check(struct socks5_config *cf)
+{
+	if (cf->family == 6 && cf->bind_addr != NULL &&
+	    strchr(cf->bind_addr, ':') == NULL)
+		return bad("-b address for -6", cf->bind_addr);
+	if (cf->family == 4 && cf->bind_addr != NULL &&
+	    strchr(cf->bind_addr, ':') != NULL)
+		return bad("-b address for -4", cf->bind_addr);
 	/* -d changes to /: keep relative names relative to here. */
 	if (opt_pidfile != NULL &&
 	    (opt_pidfile = absolute(pidpath, opt_pidfile)) == NULL)
 		return bad("pid file", pidpath);
-	if (cf.user_file != NULL &&
-	    (cf.user_file = absolute(userpath, cf.user_file)) == NULL)
+	if (cf->user_file != NULL &&
+	    (cf->user_file = absolute(userpath, cf->user_file)) == NULL)
 		return bad("user file", userpath);
-	if (inetd || opt_daemon)
-		cf.log = SOCKS5_LOG_SYSLOG;
-	if (inetd)
-		r = serve_one(&cf, 0, 1);
-	else
-		r = socks5_serve(&cf);
+	if (opt_inetd || opt_daemon)
+		cf->log = SOCKS5_LOG_SYSLOG;
+	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct socks5_config	 cf;
+	int			 ch, r;
+
+	socks5_config_init(&cf);
+	while ((ch = getopt(argc, argv, "46a:b:c:de:f:hil:m:p:P:t:u:U:v")) != -1)
+		if ((r = option(&cf, ch, optarg)) != OPT_TAKEN)
+			return r;
+	if (optind != argc) {
+		usage(stderr);
+		return 64;
+	}
+	if ((r = options_check(&cf)) != 0)
+		return r;
+	r = opt_inetd ? serve_one(&cf, 0, 1) : socks5_serve(&cf);
 	if (rules_invalid)
 		return 64;
 	if (users_unreadable)
