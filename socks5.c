@@ -113,6 +113,15 @@
 #ifndef SOCKS5_PUMP_ROUNDS
 #define SOCKS5_PUMP_ROUNDS	4	/* reads per wakeup while both flow */
 #endif
+#ifndef SOCKS5_HS_SIZE
+#define SOCKS5_HS_SIZE		520	/* handshake bytes a session keeps */
+#endif
+#ifndef SOCKS5_FD_MARGIN
+#define SOCKS5_FD_MARGIN	4	/* descriptors kept out of the budget */
+#endif
+
+/* The largest handshake message is RFC 1929's: 1 + 1 + 255 + 1 + 255. */
+typedef char hs_size_check[SOCKS5_HS_SIZE >= 513 ? 1 : -1];
 
 /* ------------------------------------------------------------------ */
 /* Compat: a few shims keyed on what the system has.                   */
@@ -151,16 +160,19 @@ enum state {
 	S_BIND_WAIT,	/* BIND: listening for the one incoming connection */
 	S_RELAY,	/* moving data both ways */
 	S_UDP,		/* UDP ASSOCIATE: relaying datagrams */
-	S_AUTH_FAILED,	/* a failed login waits out its delay */
+	S_AUTH_WAIT,	/* a paced login waits for its answer's slot */
 	S_CLOSING,	/* flushing a final reply */
 	S_LINGER,	/* reply sent, write side shut, draining input */
-	S_DONE		/* to be freed by the loop */
+	S_DONE,		/* to be freed by the loop */
+	NSTATES
 };
 
 /* One direction of a relay: bytes that the sink has not taken yet. */
 struct flow {
 	int		buf;	/* spill buffer index, -1 when none */
-	unsigned	off;	/* first pending byte in the buffer */
+	unsigned char	*data;	/* pending bytes: the spill buffer, or
+				   the session's handshake buffer */
+	unsigned	off;	/* first pending byte in data */
 	unsigned	len;	/* pending bytes */
 	unsigned char	eof;	/* the source has said EOF */
 	unsigned char	shut;	/* the sink's write side is shut down */
@@ -182,18 +194,26 @@ enum {
 
 struct session {
 	enum state	state;
-	unsigned	gen;		/* bumped each time the slot is used */
 	int		fd[NFD];	/* its descriptors, -1 when unused */
 	int		pi[NFD];	/* their pollfd index this pass, or -1 */
 	int		apos;		/* position in the active list */
+	int		fdres;		/* descriptors reserved for it */
 	unsigned long	start;		/* ms clock at accept */
+	unsigned long	start_s;	/* seconds clock at accept */
 	unsigned long	deadline;	/* ms clock */
 	struct flow	up;		/* client to remote */
 	struct flow	down;		/* remote to client */
 	unsigned char	out[64];	/* handshake replies not yet written */
 	unsigned	outlen;
+	unsigned char	hs[SOCKS5_HS_SIZE]; /* client bytes not consumed yet:
+					   a partial message, or data sent
+					   behind the request */
+	unsigned	hslen;
 	unsigned char	method;		/* chosen method, 0xff before */
+	unsigned char	auth_ok;	/* S_AUTH_WAIT: the login was right */
 	unsigned char	cmd;		/* request command, 0 before */
+	unsigned char	datyp;		/* request ATYP, for the log */
+	unsigned	lookup_id;	/* the lookup out for it, 0 none */
 	unsigned char	queued;		/* lookup waiting for the pipe */
 	unsigned char	naddr;		/* destination addresses ... */
 	unsigned char	nextaddr;	/* ... and the next one to try */
@@ -209,7 +229,6 @@ struct session {
 	/* UDP ASSOCIATE */
 	unsigned short	uport;		/* client's UDP port, 0 unknown */
 	unsigned char	uport_fixed;	/* the request named the port */
-	unsigned char	ulookup;	/* a lookup for cname is out */
 	unsigned char	rfrag;		/* highest FRAG in the sequence */
 	int		rbuf;		/* reassembly buffer, -1 none */
 	unsigned	rlen;		/* bytes reassembled so far */
@@ -222,21 +241,29 @@ struct session {
 	char		cname[256];	/* the name whose answer is cached */
 };
 
-/* Resolver pipe records; both ends are this same program. */
+/*
+ * Resolver pipe records; both ends are this same program. An answer
+ * names the slot and the id of the request it answers: a session takes
+ * only the answer to the lookup it has out now.
+ */
 struct lookup_req {
 	unsigned	slot;
-	unsigned	gen;
+	unsigned	id;
 	int		family;		/* AF_UNSPEC, AF_INET or AF_INET6 */
 	char		name[256];
 };
 
 struct lookup_ans {
 	unsigned	slot;
-	unsigned	gen;
+	unsigned	id;
 	int		naddr;		/* 0: the name did not resolve */
 	unsigned char	afam[SOCKS5_MAXADDR];
 	unsigned char	aaddr[SOCKS5_MAXADDR][16];
 };
+
+/* Several helpers share one pipe: each record must be written whole. */
+typedef char lookup_req_fits_pipe[sizeof(struct lookup_req) <= 512 ? 1 : -1];
+typedef char lookup_ans_fits_pipe[sizeof(struct lookup_ans) <= 512 ? 1 : -1];
 
 struct user {
 	unsigned char	ulen;
@@ -252,6 +279,8 @@ static struct socks5_config conf;
 static int		 handshake_ms;	/* greeting .. reply, and connect */
 static int		 bind_ms;	/* BIND's wait for its peer */
 static unsigned long	 now;		/* ms clock, updated every pass */
+static unsigned long	 now_s;		/* seconds, from the same clock */
+static unsigned long	 now_ms_carry;	/* ms not yet counted in now_s */
 
 static struct session	*sess;		/* the table */
 static int		 nsess;
@@ -272,6 +301,7 @@ static int		 pi_listen;
 static unsigned char	*pool;		/* spill buffers */
 static int		*poolfree;
 static int		 npoolfree;
+static int		 npool;		/* spill buffers in all */
 
 /*
  * UDP buffers hold a reassembled datagram, or one that waits for a
@@ -288,6 +318,7 @@ static unsigned char	*udpbufs;
 static int		 udp_full_logged; /* "no buffer" said for this burst */
 static int		*udpfree;
 static int		 nudpfree;
+static int		 nudp;		/* UDP buffers in all */
 
 /* Big enough for a TCP read and for a UDP datagram with a header. */
 #define SCRATCH_UDP	(UB_DATA + UDP_DATA_MAX + 1)
@@ -302,6 +333,9 @@ static int		 ucur;
 static int		 lfd = -1;	/* listener */
 static union sockaddr_any listen_sa;	/* its address */
 static int		 spare_fd = -1;	/* kept to refuse clients at EMFILE */
+static long		 fd_limit;	/* RLIMIT_NOFILE; 0: no budget */
+static long		 fd_fixed;	/* open when the loop started */
+static long		 fd_reserved;	/* reserved by sessions */
 static unsigned long	 listen_resume;	/* listener paused until then */
 static int		 listen_paused;
 static int		 full_logged;	/* "table full" said for this burst */
@@ -313,12 +347,13 @@ static int		 ra_write = -1;	/* helpers' end of the answer pipe */
 static pid_t		 resolver[SOCKS5_RESOLVERS];
 static int		 nresolvers;
 static int		 nqueued;	/* lookups waiting for the pipe */
+static unsigned		 lookup_ids;	/* the last lookup id handed out */
 
 static int		 users_unreadable; /* startup failed on the -u file */
 static int		 rules_invalid;	/* startup failed on an -a rule */
 
 static int		 sig_pipe[2] = { -1, -1 };
-static volatile sig_atomic_t got_term, got_hup, got_chld;
+static volatile sig_atomic_t got_term, got_hup, got_chld, got_status;
 static unsigned long	 last_reap;	/* resolvers checked then */
 static int		 ready_fd = -1;	/* -d: tells the parent we are up */
 static int		 pid_fd = -1;	/* -P: the pid file */
@@ -352,7 +387,19 @@ logmsg(int prio, const char *fmt, ...)
 	}
 }
 
-/* Copy untrusted bytes for a log line: non-printables become \xHH. */
+/* Bytes that stand for themselves in a log field. */
+static int
+log_plain(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || (c != '\0' && strchr("-._~+@,/", c));
+}
+
+/*
+ * Copy untrusted bytes for a log field: every byte but letters, digits
+ * and -._~+@,/ becomes \xHH, so no name can fake a space, an "=", a
+ * bracket or a colon, and every field reads back unambiguously.
+ */
 static char *
 escape(char *dst, size_t size, const char *src, size_t n)
 {
@@ -362,7 +409,7 @@ escape(char *dst, size_t size, const char *src, size_t n)
 
 	for (i = o = 0; i < n && o + 5 < size; i++) {
 		c = (unsigned char)src[i];
-		if (c >= 0x20 && c < 0x7f && c != '\\') {
+		if (log_plain(c)) {
 			dst[o++] = (char)c;
 		} else {
 			dst[o++] = '\\';
@@ -375,31 +422,92 @@ escape(char *dst, size_t size, const char *src, size_t n)
 	return dst;
 }
 
-/* The session's destination name, escaped, for one log line. */
-#define dname_esc(s)	escape(esc_buf, sizeof(esc_buf), (s)->dname, \
-			    strlen((s)->dname))
-static char		 esc_buf[1100];
+/* The destination for a log line: 1.2.3.4:80, [::1]:80 or name:80. */
+static char *
+dest_str(const struct session *s)
+{
+	static char	 buf[1100];
+
+	if (s->datyp == SOCKS5_ATYP_DOMAIN)
+		(void)escape(buf, sizeof(buf) - 8, s->dname, strlen(s->dname));
+	else if (s->datyp == SOCKS5_ATYP_IPV6)
+		(void)sprintf(buf, "[%s]", s->dname);
+	else
+		(void)strcpy(buf, s->cmd != 0 ? s->dname : "-");
+	if (s->cmd != 0)
+		(void)sprintf(buf + strlen(buf), ":%u", (unsigned)s->dport);
+	return buf;
+}
 
 /* ------------------------------------------------------------------ */
 /* Small helpers: the clock, descriptors, addresses.                   */
 
+/*
+ * Time is a millisecond count in an unsigned long: it wraps every 49.7
+ * days where that is 32 bits. Times are only ever compared by their
+ * difference, and every stored time is a deadline the loop wakes for
+ * (the poll timeout is the earliest one, and at most a day), so no
+ * stored time is ever compared when it is more than a day past due,
+ * far inside the 24.8 days that a signed difference can tell apart.
+ */
+#ifdef SOCKS5_TEST_CLOCK
+/*
+ * Test builds only: the clock starts SOCKS5_TEST_CLOCK ms (or the
+ * environment's SOCKS5_CLOCK_LEAD_MS) before it wraps, and each SIGUSR2
+ * moves it 25 days on, as if the loop had not run for that long.
+ */
+static volatile sig_atomic_t clock_jumps;
+static unsigned long	 clock_lead = SOCKS5_TEST_CLOCK;
+#endif
+
 static unsigned long
 clock_ms(void)
 {
+	unsigned long	 t;
 #if defined(CLOCK_MONOTONIC)
 	struct timespec	 ts;
 
 	if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
-		return (unsigned long)ts.tv_sec * 1000UL +
+		t = (unsigned long)ts.tv_sec * 1000UL +
 		    (unsigned long)(ts.tv_nsec / 1000000L);
+	else
 #endif
 	{
 		struct timeval	 tv;
 
 		gettimeofday(&tv, NULL);
-		return (unsigned long)tv.tv_sec * 1000UL +
+		t = (unsigned long)tv.tv_sec * 1000UL +
 		    (unsigned long)(tv.tv_usec / 1000L);
 	}
+#ifdef SOCKS5_TEST_CLOCK
+	{
+		static unsigned long	 origin;
+		static int		 have;
+
+		if (!have) {
+			origin = t;
+			have = 1;
+			if (getenv("SOCKS5_CLOCK_LEAD_MS") != NULL)
+				clock_lead = strtoul(
+				    getenv("SOCKS5_CLOCK_LEAD_MS"), NULL, 10);
+		}
+		t = t - origin - clock_lead +
+		    (unsigned long)clock_jumps * 2160000000UL;
+	}
+#endif
+	return t;
+}
+
+/* Read the clock into now, and count whole seconds into now_s. */
+static void
+clock_update(void)
+{
+	unsigned long	 t = clock_ms();
+
+	now_ms_carry += t - now;
+	now = t;
+	now_s += now_ms_carry / 1000;
+	now_ms_carry %= 1000;
 }
 
 /* Is deadline a at or before time b, on a clock that wraps? */
@@ -481,6 +589,26 @@ addr_make(union sockaddr_any *a, int fam, const unsigned char *raw,
 	memcpy(&a->sin6.sin6_addr, raw, 16);
 	a->sin6.sin6_port = htons((unsigned short)port);
 	return sizeof(a->sin6);
+}
+
+/*
+ * An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is the IPv4 address:
+ * rewrite fam/raw in place, so that -4, -6 and the rules see the family
+ * the traffic really uses. Returns the family.
+ */
+static int
+addr_unmap(unsigned char *fam, unsigned char *raw)
+{
+	static const unsigned char mapped[12] = {
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+	};
+
+	if (*fam == AF_INET6 && memcmp(raw, mapped, 12) == 0) {
+		memmove(raw, raw + 12, 4);
+		memset(raw + 4, 0, 12);
+		*fam = AF_INET;
+	}
+	return *fam;
 }
 
 /* 127.0.0.0/8, ::1, or ::ffff:127.0.0.0/104? */
@@ -888,13 +1016,18 @@ bad:
 	return -1;
 }
 
+/* rules_eval's answer when a rule needs a client address nobody knows. */
+#define RULE_NO_CLIENT	(nrules + 1)
+
 /*
  * First match wins. What is not known yet (at accept: the user, the
  * command and the destination; at UDP ASSOCIATE: the destination) is
  * passed as 0/NULL: a deny rule that needs it is passed over, an allow
  * rule that needs it lets the client go on to the check that knows.
+ * The client's address is never learnt later: where it is unknown (a
+ * pipe on fd 0 in inetd mode), the first rule that names "from" denies.
  * Returns -1 when allowed, else the denying rule's index (nrules when
- * no rule matched: the implicit deny at the end).
+ * no rule matched: the implicit deny at the end; RULE_NO_CLIENT).
  */
 static int
 rules_eval(const union sockaddr_any *peer, const char *user, int cmd,
@@ -912,6 +1045,8 @@ rules_eval(const union sockaddr_any *peer, const char *user, int cmd,
 	for (i = 0; i < nrules; i++) {
 		r = &rules[i];
 		unknown = 0;
+		if (r->from.fam != 0 && pfam != AF_INET && pfam != AF_INET6)
+			return RULE_NO_CLIENT;
 		if (!cidr_match(&r->from, pfam, cip))
 			continue;
 		if (r->cmds != 0 && cmd == 0)
@@ -953,6 +1088,7 @@ rule_log(int prio, const union sockaddr_any *peer, const char *user,
 	logmsg(prio, "denied %s client=%s user=%s dst=%s by %s: %s", what,
 	    addr_str(p, sizeof(p), peer), u, dst ? addr_str(d, sizeof(d), dst) :
 	    "-", why, i >= 0 && i < nrules ? rules[i].text :
+	    i == RULE_NO_CLIENT ? "client address unknown" :
 	    "no rule matched");
 }
 
@@ -1014,13 +1150,80 @@ buf_get(void)
 	return npoolfree > 0 ? poolfree[--npoolfree] : -1;
 }
 
+/* Give back f's spill buffer, if it has one; f holds nothing after. */
 static void
 buf_put(struct flow *f)
 {
 	if (f->buf >= 0)
 		poolfree[npoolfree++] = f->buf;
 	f->buf = -1;
+	f->data = NULL;
 	f->off = f->len = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Descriptor budget: a session is admitted only with the descriptors  */
+/* it will need (CONNECT 2, BIND 3, UDP ASSOCIATE 4), reserved as it   */
+/* goes, so a request never fails for want of one.                     */
+
+/* Descriptors left for sessions; plenty when there is no budget. */
+static long
+fd_room(void)
+{
+	if (fd_limit <= 0)
+		return 1L << 30;
+	return fd_limit - fd_fixed - SOCKS5_FD_MARGIN - fd_reserved;
+}
+
+/* Make s hold a reserve of n descriptors; -1 when there is no room. */
+static int
+fd_reserve(struct session *s, int n)
+{
+	if (n > s->fdres && fd_room() < (long)(n - s->fdres))
+		return -1;
+	fd_reserved += n - s->fdres;
+	s->fdres = n;
+	return 0;
+}
+
+/* How many descriptors are open below lim (at most the first 65536). */
+static long
+fd_count(long lim)
+{
+	long	 fd, n = 0;
+
+	if (lim <= 0 || lim > 65536)
+		lim = 65536;
+	for (fd = 0; fd < lim; fd++)
+		if (fcntl((int)fd, F_GETFD) != -1)
+			n++;
+	return n;
+}
+
+/* The descriptor limit, or 0 when there is none worth counting. */
+static long
+fd_limit_get(void)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 ||
+	    rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)(1L << 30))
+		return 0;
+	return (long)rl.rlim_cur;
+}
+
+/*
+ * The loop is about to start: whatever is open now (the listener, the
+ * pipes, syslog, an embedding program's own) stays open; sessions get
+ * the rest, less a small margin for the user file, a probe socket and
+ * the spare descriptor's dance.
+ */
+static void
+fd_budget_start(void)
+{
+	fd_limit = fd_limit_get();
+	fd_fixed = fd_limit > 0 ? fd_count(fd_limit) : 0;
+	fd_reserved = 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1260,7 +1463,7 @@ lookup(const struct lookup_req *q, struct lookup_ans *a)
 
 	memset(a, 0, sizeof(*a));
 	a->slot = q->slot;
-	a->gen = q->gen;
+	a->id = q->id;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = q->family;
 	hints.ai_socktype = SOCK_STREAM;
@@ -1273,9 +1476,11 @@ lookup(const struct lookup_req *q, struct lookup_ans *a)
 			    &((struct sockaddr_in *)(void *)ai->ai_addr)->sin_addr, 4);
 		} else if (ai->ai_family == AF_INET6) {
 			a->afam[n] = AF_INET6;
-			memcpy(a->aaddr[n++],
+			memcpy(a->aaddr[n],
 			    &((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_addr,
 			    16);
+			(void)addr_unmap(&a->afam[n], a->aaddr[n]);
+			n++;
 		}
 	}
 	a->naddr = n;
@@ -1365,13 +1570,60 @@ resolvers_reap(void)
 	int	 i, status;
 
 	for (i = 0; i < nresolvers; i++) {
-		if (waitpid(resolver[i], &status, WNOHANG) != resolver[i])
-			continue;
-		logmsg(LOG_WARNING, "warning: resolver %ld died, restarting "
-		    "it", (long)resolver[i]);
-		if (resolver_spawn(i) == -1)
-			logmsg(LOG_ERR, "warning: fork: %s", strerror(errno));
+		if (resolver[i] > 0) {
+			if (waitpid(resolver[i], &status, WNOHANG) !=
+			    resolver[i])
+				continue;
+			logmsg(LOG_WARNING, "warning: resolver %ld died, "
+			    "restarting it", (long)resolver[i]);
+		}
+		if (resolver_spawn(i) == -1) {
+			if (resolver[i] > 0)
+				logmsg(LOG_ERR, "warning: fork: %s",
+				    strerror(errno));
+			resolver[i] = -1;	/* tried again next time */
+		}
 	}
+}
+
+/*
+ * A session has at most one lookup out, named by lookup_id; nqueued
+ * counts exactly the sessions whose request waits for the pipe.
+ */
+static void
+lookup_queue(struct session *s)
+{
+	if (!s->queued)
+		nqueued++;
+	s->queued = 1;
+}
+
+static void
+lookup_unqueue(struct session *s)
+{
+	if (s->queued)
+		nqueued--;
+	s->queued = 0;
+}
+
+/* s wants no answer any more: a late one will be dropped. */
+static void
+lookup_cancel(struct session *s)
+{
+	lookup_unqueue(s);
+	s->lookup_id = 0;
+}
+
+/* Helpers running now, for the status line. */
+static int
+resolvers_alive(void)
+{
+	int	 i, n = 0;
+
+	for (i = 0; i < nresolvers; i++)
+		if (resolver[i] > 0)
+			n++;
+	return n;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1399,16 +1651,23 @@ session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
 	memset(&s->up, 0, sizeof(s->up));
 	memset(&s->down, 0, sizeof(s->down));
 	s->up.buf = s->down.buf = -1;
-	s->gen++;
+	s->up.data = s->down.data = NULL;
 	for (i = 0; i < NFD; i++)
 		s->fd[i] = -1;
 	s->fd[FD_CLIENT] = cfd;
 	s->fd[FD_CLIENT_OUT] = cwfd;
+	s->fdres = 0;
+	(void)fd_reserve(s, 2);		/* the caller made sure of room */
 	s->start = now;
+	s->start_s = now_s;
 	s->deadline = now + (unsigned long)handshake_ms;
 	s->outlen = 0;
+	s->hslen = 0;
 	s->method = SOCKS5_METHOD_REJECT;
+	s->auth_ok = 0;
 	s->cmd = 0;
+	s->datyp = 0;
+	s->lookup_id = 0;
 	s->queued = 0;
 	s->naddr = s->nextaddr = 0;
 	s->lasterr = 0;
@@ -1416,7 +1675,7 @@ session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
 	s->dname[0] = s->user[0] = '\0';
 	s->dport = 0;
 	s->uport = 0;
-	s->uport_fixed = s->ulookup = 0;
+	s->uport_fixed = 0;
 	s->cname[0] = '\0';
 	s->rbuf = s->held = -1;
 	s->dgrams_up = s->dgrams_down = s->dgrams_dropped = 0;
@@ -1433,27 +1692,21 @@ session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
 static void
 session_log(const struct session *s)
 {
-	char		 peer[64], dst[1100], user[1100], udp[80];
+	char		 peer[64], user[1100], udp[80];
 	const char	*method, *cmd;
-	unsigned long	 ms = now - s->start;
-	int		 v6;
+	unsigned long	 ms = now - s->start, secs = now_s - s->start_s;
 
 	if (conf.verbose < 1)
 		return;
+	if (secs >= 86400UL * 20)	/* the ms count may have wrapped */
+		ms = 0;
+	else
+		secs = ms / 1000;
 	method = s->method == SOCKS5_METHOD_NONE ? "none" :
 	    s->method == SOCKS5_METHOD_USERPASS ? "userpass" : "-";
 	cmd = s->cmd == SOCKS5_CMD_CONNECT ? "connect" :
 	    s->cmd == SOCKS5_CMD_BIND ? "bind" :
 	    s->cmd == SOCKS5_CMD_UDP ? "udp" : "-";
-	(void)strcpy(dst, "-");
-	if (s->cmd != 0) {
-		v6 = strchr(s->dname, ':') != NULL;
-		(void)strcpy(dst, v6 ? "[" : "");
-		(void)escape(dst + v6, sizeof(dst) - 10, s->dname,
-		    strlen(s->dname));
-		(void)sprintf(dst + strlen(dst), "%s:%u", v6 ? "]" : "",
-		    s->dport);
-	}
 	if (s->user[0] != '\0')
 		(void)escape(user, sizeof(user), s->user, strlen(s->user));
 	else
@@ -1464,8 +1717,9 @@ session_log(const struct session *s)
 		    s->dgrams_up, s->dgrams_down, s->dgrams_dropped);
 	logmsg(LOG_INFO, "session %s method=%s user=%s cmd=%s dst=%s "
 	    "result=%s up=%.0f down=%.0f%s time=%lu.%03lus",
-	    addr_str(peer, sizeof(peer), &s->peer), method, user, cmd, dst,
-	    s->result, s->up.bytes, s->down.bytes, udp, ms / 1000, ms % 1000);
+	    addr_str(peer, sizeof(peer), &s->peer), method, user, cmd,
+	    dest_str(s),
+	    s->result, s->up.bytes, s->down.bytes, udp, secs, ms % 1000);
 }
 
 static void
@@ -1482,9 +1736,9 @@ session_free(struct session *s)
 	udp_release(s);
 	buf_put(&s->up);
 	buf_put(&s->down);
-	if (s->queued)
-		nqueued--;
-	s->queued = 0;
+	lookup_cancel(s);
+	(void)fd_reserve(s, 0);
+	s->hslen = 0;
 	s->state = S_FREE;
 	memset(s->user, 0, sizeof(s->user));
 	active[s->apos] = active[--nactive];
@@ -1577,10 +1831,7 @@ session_close_with(struct session *s, const unsigned char *p, size_t n)
 {
 	buf_put(&s->up);
 	session_close_aux(s);
-	if (s->queued) {
-		s->queued = 0;
-		nqueued--;
-	}
+	lookup_cancel(s);
 	reply_send(s, p, n);
 	if (s->state == S_DONE)
 		return;
@@ -1600,23 +1851,34 @@ session_fail(struct session *s, int rep)
 }
 
 /* ------------------------------------------------------------------ */
-/* Handshake states. Each parses one complete message from p and       */
-/* returns its length, or 0 when it needs more or ended the session.   */
+/* Handshake states. The client's bytes collect in the session's own   */
+/* small buffer (hs), never in a spill buffer; each complete message   */
+/* is taken out of it and handed to its state's function, and what    */
+/* follows (a partial message, or data behind the request) stays.      */
 
-/* S_GREETING: nothing has been answered yet. */
-static int
-st_greeting(struct session *s, const unsigned char *p, size_t n)
+/* The relay begins: bytes the client sent behind its request go first. */
+static void
+relay_begin(struct session *s)
+{
+	s->state = S_RELAY;
+	s->result = rep_name[SOCKS5_REP_SUCCEEDED];
+	session_touch(s);
+	if (s->hslen > 0) {
+		s->up.data = s->hs;
+		s->up.off = 0;
+		s->up.len = s->hslen;
+		s->up.full = 1;
+		s->hslen = 0;
+	}
+}
+
+/* S_GREETING: a complete method selection message is in p. */
+static void
+st_greeting(struct session *s, const unsigned char *p)
 {
 	unsigned char	 r[2];
-	int		 len, want;
+	int		 want;
 
-	len = greeting_parse(p, n);
-	if (len == PARSE_BADVER) {
-		session_end(s, "bad-version");
-		return 0;
-	}
-	if (len == 0)
-		return 0;
 	want = conf.user_file ? SOCKS5_METHOD_USERPASS : SOCKS5_METHOD_NONE;
 	s->method = (unsigned char)greeting_method(p, want);
 	r[0] = SOCKS5_VERSION;
@@ -1624,102 +1886,175 @@ st_greeting(struct session *s, const unsigned char *p, size_t n)
 	if (s->method == SOCKS5_METHOD_REJECT) {
 		s->result = "no-method";
 		session_close_with(s, r, 2);
-		return 0;
+		return;
 	}
 	s->state = s->method == SOCKS5_METHOD_USERPASS ? S_AUTH : S_REQUEST;
 	reply_send(s, r, 2);
-	return len;
 }
 
 /*
- * Failed logins from one address are answered at least
- * SOCKS5_AUTH_DELAY_MS apart: the session waits in S_AUTH_FAILED,
- * holding nothing but its slot, and the loop goes on. A client that
- * would wait longer than the handshake timeout is closed unanswered.
- * The addresses live in a small ring; the oldest is forgotten first.
+ * Login pacing. Failed logins from one address (for IPv6, one /64) are
+ * answered SOCKS5_AUTH_DELAY_MS apart. While an address has had a
+ * failure that recently, every login from it, right or wrong, waits in
+ * S_AUTH_WAIT for a slot of its own, and one whose slot would come after
+ * the handshake timeout is closed at once without its password being
+ * looked at: neither an answer nor a close tells a guesser anything
+ * sooner than one guess per delay. An entry lives until its last slot
+ * has passed; when the table is full, the entry nearest its end goes.
  */
 static struct {
-	unsigned char	 fam;
-	unsigned char	 ip[16];
-	unsigned long	 next;		/* earliest answer for the next one */
-} authfail[SOCKS5_AUTH_TRACK];
-static int		 authfail_ring;
+	unsigned char	 used;
+	unsigned char	 fam;		/* AF_INET, AF_INET6, 0 unknown */
+	unsigned char	 key[8];	/* the IPv4 address, or the /64 */
+	unsigned long	 next;		/* the next free slot */
+} authpace[SOCKS5_AUTH_TRACK];
+static int		 authpace_used;
 
-static void
-auth_fail_pace(struct session *s)
+/* The entry for s's address; with make, a new one if it has none. */
+static int
+authpace_find(const struct session *s, int make)
 {
-	static const unsigned char no[2] = { SOCKS5_AUTH_VERSION, 1 };
-	const unsigned char	*ip;
-	unsigned long		 when;
-	int			 i, fam = s->peer.sa.sa_family;
+	unsigned char	 raw[16], key[8], fam;
+	int		 i, pick = -1;
 
-	ip = fam == AF_INET ? (const unsigned char *)&s->peer.sin.sin_addr :
-	    (const unsigned char *)&s->peer.sin6.sin6_addr;
-	for (i = 0; i < SOCKS5_AUTH_TRACK; i++)
-		if (authfail[i].fam == fam && memcmp(authfail[i].ip, ip,
-		    fam == AF_INET ? 4 : 16) == 0)
-			break;
-	if (i == SOCKS5_AUTH_TRACK) {
-		i = authfail_ring;
-		authfail_ring = (authfail_ring + 1) % SOCKS5_AUTH_TRACK;
-		authfail[i].fam = (unsigned char)fam;
-		memcpy(authfail[i].ip, ip, fam == AF_INET ? 4 : 16);
-		authfail[i].next = now;
+	memset(raw, 0, sizeof(raw));
+	memset(key, 0, sizeof(key));
+	fam = (unsigned char)s->peer.sa.sa_family;
+	if (fam == AF_INET)
+		memcpy(raw, &s->peer.sin.sin_addr, 4);
+	else if (fam == AF_INET6)
+		memcpy(raw, &s->peer.sin6.sin6_addr, 16);
+	else
+		fam = 0;
+	(void)addr_unmap(&fam, raw);
+	memcpy(key, raw, fam == AF_INET ? 4 : 8);
+	for (i = 0; i < SOCKS5_AUTH_TRACK; i++) {
+		if (!authpace[i].used) {
+			if (pick < 0 || authpace[pick].used)
+				pick = i;
+			continue;
+		}
+		if (authpace[i].fam == fam &&
+		    memcmp(authpace[i].key, key, 8) == 0)
+			return i;
+		if (pick < 0 || (authpace[pick].used &&
+		    DUE(authpace[i].next, authpace[pick].next)))
+			pick = i;
 	}
-	when = DUE(authfail[i].next, now) ? now : authfail[i].next;
-	if (when - now > (unsigned long)handshake_ms) {
-		session_end(s, "auth-failed");
-		return;
+	if (!make)
+		return -1;
+	if (!authpace[pick].used)
+		authpace_used++;
+	authpace[pick].used = 1;
+	authpace[pick].fam = fam;
+	memcpy(authpace[pick].key, key, 8);
+	authpace[pick].next = now;
+	return pick;
+}
+
+/*
+ * When may a login from s be answered? 0: now; 1: at *when, a slot now
+ * taken; -1: not before the handshake timeout, so never.
+ */
+static int
+authpace_slot(const struct session *s, unsigned long *when)
+{
+	int	 i = authpace_find(s, 0);
+
+	*when = now;
+	if (i < 0 || DUE(authpace[i].next, now))
+		return 0;
+	if (authpace[i].next - now > (unsigned long)handshake_ms)
+		return -1;
+	*when = authpace[i].next;
+	authpace[i].next += SOCKS5_AUTH_DELAY_MS;
+	return 1;
+}
+
+/* A login from s failed now: the next one waits at least the delay. */
+static void
+authpace_fail(const struct session *s)
+{
+	int	 i = authpace_find(s, 1);
+
+	if (DUE(authpace[i].next, now + SOCKS5_AUTH_DELAY_MS))
+		authpace[i].next = now + SOCKS5_AUTH_DELAY_MS;
+}
+
+/*
+ * Forget the addresses whose slots have all passed, so that no stored
+ * time grows old; set *first to when the next entry ends (if *have, only
+ * when that is earlier). Runs as the poll set is built.
+ */
+static void
+authpace_sweep(unsigned long *first, int *have)
+{
+	int	 i;
+
+	for (i = 0; i < SOCKS5_AUTH_TRACK && authpace_used > 0; i++) {
+		if (!authpace[i].used)
+			continue;
+		if (DUE(authpace[i].next, now)) {
+			authpace[i].used = 0;
+			authpace_used--;
+		} else if (!*have || DUE(authpace[i].next, *first)) {
+			*first = authpace[i].next;
+			*have = 1;
+		}
 	}
-	authfail[i].next = when + SOCKS5_AUTH_DELAY_MS;
-	if (when == now) {
+}
+
+/* Answer a login: 01 00 and on to the request, or 01 01 and close. */
+static void
+auth_answer(struct session *s)
+{
+	static const unsigned char ok[2] = { SOCKS5_AUTH_VERSION, 0 };
+	static const unsigned char no[2] = { SOCKS5_AUTH_VERSION, 1 };
+
+	if (!s->auth_ok) {
+		s->result = "auth-failed";
 		session_close_with(s, no, 2);
 		return;
 	}
-	s->state = S_AUTH_FAILED;
-	s->deadline = when;
+	s->state = S_REQUEST;
+	s->deadline = now + (unsigned long)handshake_ms;
+	reply_send(s, ok, 2);
 }
 
-/* S_AUTH_FAILED: the deadline is when the failure may be answered. */
+/* S_AUTH: method 02 was chosen; a complete RFC 1929 request is in p. */
 static void
-st_auth_failed(struct session *s)
-{
-	static const unsigned char no[2] = { SOCKS5_AUTH_VERSION, 1 };
-
-	session_close_with(s, no, 2);
-}
-
-/* S_AUTH: method 02 was chosen; the RFC 1929 request is due. */
-static int
 st_auth(struct session *s, const unsigned char *p, size_t n)
 {
-	static const unsigned char ok[2] = { SOCKS5_AUTH_VERSION, 0 };
 	struct credentials	 c;
+	unsigned long		 when;
 	char			 peer[64], name[1100];
-	int			 len;
+	int			 slot;
 
-	len = auth_parse(p, n, &c);
-	if (len == PARSE_BADVER) {
-		session_end(s, "bad-version");
-		return 0;
-	}
-	if (len == 0)
-		return 0;
-	if (!users_check(c.name, c.ulen, c.pass, c.plen)) {
-		logmsg(LOG_WARNING, "auth failed client=%s user=%s",
-		    addr_str(peer, sizeof(peer), &s->peer),
-		    escape(name, sizeof(name), (const char *)c.name, c.ulen));
-		s->result = "auth-failed";
-		memcpy(s->user, c.name, c.ulen);
-		s->user[c.ulen] = '\0';
-		auth_fail_pace(s);
-		return 0;
-	}
+	if (auth_parse(p, n, &c) <= 0)
+		return;			/* handshake_run measured it whole */
 	memcpy(s->user, c.name, c.ulen);
 	s->user[c.ulen] = '\0';
-	s->state = S_REQUEST;
-	reply_send(s, ok, 2);
-	return len;
+	(void)addr_str(peer, sizeof(peer), &s->peer);
+	(void)escape(name, sizeof(name), s->user, c.ulen);
+	if ((slot = authpace_slot(s, &when)) == -1) {
+		logmsg(LOG_WARNING, "auth paced client=%s user=%s: closed "
+		    "unanswered", peer, name);
+		session_end(s, "auth-paced");
+		return;
+	}
+	s->auth_ok = (unsigned char)users_check(c.name, c.ulen, c.pass,
+	    c.plen);
+	if (!s->auth_ok)
+		logmsg(LOG_WARNING, "auth failed client=%s user=%s", peer,
+		    name);
+	if (slot == 1) {
+		s->state = S_AUTH_WAIT;
+		s->deadline = when;
+		return;
+	}
+	if (!s->auth_ok)
+		authpace_fail(s);
+	auth_answer(s);
 }
 
 /* Outgoing family allowed by -4/-6? */
@@ -1751,15 +2086,16 @@ lookup_req_fill(struct lookup_req *q, const struct session *s)
 {
 	memset(q, 0, sizeof(*q));
 	q->slot = (unsigned)(s - sess);
-	q->gen = s->gen;
+	q->id = s->lookup_id;
 	q->family = conf.family == 4 ? AF_INET :
 	    conf.family == 6 ? AF_INET6 : AF_UNSPEC;
 	(void)strcpy(q->name, s->cmd == SOCKS5_CMD_UDP ? s->cname : s->dname);
 }
 
 /*
- * Ask a helper to look up s->dname; when the pipe is full, the request
- * waits for POLLOUT. In single-session mode, look it up right here.
+ * Ask a helper to look up the session's name under a new lookup id;
+ * when the pipe is full, the request waits for POLLOUT. In
+ * single-session mode, look it up right here.
  */
 static int
 lookup_send(struct session *s)
@@ -1768,11 +2104,14 @@ lookup_send(struct session *s)
 	struct lookup_ans	 a;
 	ssize_t			 n;
 
-	lookup_req_fill(&q, s);
+	if (++lookup_ids == 0)
+		lookup_ids = 1;
+	s->lookup_id = lookup_ids;
 	s->lookup_deadline = now + (unsigned long)handshake_ms;
+	lookup_req_fill(&q, s);
 	if (nresolvers == 0) {
 		lookup(&q, &a);
-		now = clock_ms();
+		clock_update();
 		lookup_answer(s, &a);
 		return 0;
 	}
@@ -1780,10 +2119,10 @@ lookup_send(struct session *s)
 	if (n == (ssize_t)sizeof(q))
 		return 0;
 	if (n < 0 && AGAIN(errno)) {
-		s->queued = 1;
-		nqueued++;
+		lookup_queue(s);
 		return 0;
 	}
+	s->lookup_id = 0;
 	return -1;
 }
 
@@ -1797,18 +2136,19 @@ lookup_start(struct session *s)
 		session_fail(s, SOCKS5_REP_FAILURE);
 }
 
-/* The resolver answered for s (still waiting): try the addresses. */
+/* The resolver answered the lookup s has out: use the addresses. */
 static void
 lookup_answer(struct session *s, const struct lookup_ans *a)
 {
 	int	 i;
 
+	s->lookup_id = 0;
 	if (s->cmd == SOCKS5_CMD_UDP) {
 		udp_lookup_answer(s, a);
 		return;
 	}
 	if (a->naddr <= 0) {
-		logmsg(LOG_DEBUG, "cannot resolve %s", dname_esc(s));
+		logmsg(LOG_DEBUG, "cannot resolve %s", dest_str(s));
 		session_fail(s, SOCKS5_REP_HOST_UNREACHABLE);
 		return;
 	}
@@ -1822,25 +2162,16 @@ lookup_answer(struct session *s, const struct lookup_ans *a)
 	dest_ready(s);
 }
 
-/* S_REQUEST: authenticated (or no auth needed); the request is due. */
-static int
+/* S_REQUEST: authenticated (or no auth needed); a whole request in p. */
+static void
 st_request(struct session *s, const unsigned char *p, size_t n)
 {
 	struct request	 r;
-	int		 len, fam;
 
-	len = request_parse(p, n, &r);
-	if (len == PARSE_BADVER) {
-		session_end(s, "bad-version");
-		return 0;
-	}
-	if (len == PARSE_BADATYP) {
-		session_fail(s, SOCKS5_REP_ATYP_UNSUPPORTED);
-		return 0;
-	}
-	if (len == 0)
-		return 0;
+	if (request_parse(p, n, &r) <= 0)
+		return;			/* handshake_run measured it whole */
 	s->cmd = r.cmd;
+	s->datyp = r.atyp;
 	s->dport = (unsigned short)r.port;
 	if (r.atyp == SOCKS5_ATYP_DOMAIN)
 		memcpy(s->dname, r.name, (size_t)r.namelen + 1);
@@ -1849,87 +2180,114 @@ st_request(struct session *s, const unsigned char *p, size_t n)
 		    r.addr, s->dname, sizeof(s->dname));
 	if (r.cmd == SOCKS5_CMD_UDP) {
 		udp_start(s, &r);
-		return len;
+		return;
 	}
 	if (r.cmd != SOCKS5_CMD_CONNECT && r.cmd != SOCKS5_CMD_BIND) {
 		session_fail(s, SOCKS5_REP_CMD_UNSUPPORTED);
-		return 0;
+		return;
 	}
 	if (r.atyp == SOCKS5_ATYP_DOMAIN) {
 		if (r.namelen == 0 || strlen(r.name) != r.namelen) {
 			session_fail(s, SOCKS5_REP_FAILURE);
-			return 0;
+			return;
 		}
 		lookup_start(s);
-		return len;
-	}
-	fam = r.atyp == SOCKS5_ATYP_IPV4 ? AF_INET : AF_INET6;
-	if (!family_ok(fam)) {
-		session_fail(s, SOCKS5_REP_ATYP_UNSUPPORTED);
-		return 0;
+		return;
 	}
 	s->naddr = 1;
 	s->nextaddr = 0;
-	s->afam[0] = (unsigned char)fam;
+	s->afam[0] = (unsigned char)(r.atyp == SOCKS5_ATYP_IPV4 ? AF_INET :
+	    AF_INET6);
 	memcpy(s->aaddr[0], r.addr, 16);
+	if (!family_ok(addr_unmap(&s->afam[0], s->aaddr[0]))) {
+		session_fail(s, SOCKS5_REP_ATYP_UNSUPPORTED);
+		return;
+	}
 	s->deadline = now + (unsigned long)handshake_ms;
 	s->lasterr = EAFNOSUPPORT;
 	dest_ready(s);
-	return len;
-}
-
-/* Run the handshake states over received bytes; returns bytes used. */
-static size_t
-handshake(struct session *s, const unsigned char *p, size_t n)
-{
-	size_t	 used = 0;
-	int	 len;
-
-	for (;;) {
-		switch (s->state) {
-		case S_GREETING:
-			len = st_greeting(s, p + used, n - used);
-			break;
-		case S_AUTH:
-			len = st_auth(s, p + used, n - used);
-			break;
-		case S_REQUEST:
-			len = st_request(s, p + used, n - used);
-			break;
-		default:
-			return used;
-		}
-		if (len <= 0)
-			return used;
-		used += (size_t)len;
-	}
 }
 
 /*
- * Client input during the handshake. The bytes go to the up flow's spill
- * buffer when it already holds a partial message, else to the scratch
- * buffer; complete messages are consumed and the rest (a partial message,
- * or data pipelined behind the request) is kept in the spill buffer.
+ * The length of the complete message s->hs starts with, for the state
+ * s is in: 0 while it needs more, or a PARSE_ code.
  */
+static int
+handshake_length(const struct session *s)
+{
+	struct credentials	 c;
+	struct request		 r;
+
+	switch (s->state) {
+	case S_GREETING:
+		return greeting_parse(s->hs, s->hslen);
+	case S_AUTH:
+		return auth_parse(s->hs, s->hslen, &c);
+	case S_REQUEST:
+		return request_parse(s->hs, s->hslen, &r);
+	default:
+		return 0;
+	}
+}
+
+/* Take the first n bytes out of the handshake buffer, leaving no trace. */
+static void
+hs_consume(struct session *s, unsigned n)
+{
+	memmove(s->hs, s->hs + n, s->hslen - n);
+	memset(s->hs + s->hslen - n, 0, n);
+	s->hslen -= n;
+}
+
+/*
+ * Hand each complete message in s->hs to the state it is for. A message
+ * is taken out of the buffer before its state acts on it, so that what
+ * stays is exactly what followed it.
+ */
+static void
+handshake_run(struct session *s)
+{
+	unsigned char	 msg[SOCKS5_HS_SIZE];
+	enum state	 st;
+	int		 len;
+
+	while ((st = s->state) == S_GREETING || st == S_AUTH ||
+	    st == S_REQUEST) {
+		if ((len = handshake_length(s)) == 0)
+			return;
+		if (len == PARSE_BADATYP) {
+			session_fail(s, SOCKS5_REP_ATYP_UNSUPPORTED);
+			break;
+		}
+		if (len < 0) {
+			session_end(s, "bad-version");
+			break;
+		}
+		memcpy(msg, s->hs, (size_t)len);
+		hs_consume(s, (unsigned)len);
+		if (st == S_GREETING)
+			st_greeting(s, msg);
+		else if (st == S_AUTH)
+			st_auth(s, msg, (size_t)len);
+		else
+			st_request(s, msg, (size_t)len);
+		memset(msg, 0, (size_t)len);	/* a password, maybe */
+	}
+	st = s->state;
+	if (st == S_UDP || st == S_CLOSING || st == S_LINGER || st == S_DONE)
+		hs_consume(s, s->hslen);	/* nothing more is relayed */
+}
+
+/* Client input during the handshake, as much as the buffer has room. */
 static void
 client_input(struct session *s)
 {
-	struct flow	*f = &s->up;
-	unsigned char	*p;
-	size_t		 have, used;
-	ssize_t		 n;
+	ssize_t	 n;
 
-	if (f->buf >= 0) {
-		p = BUF(f->buf);
-		memmove(p, p + f->off, f->len);
-		f->off = 0;
-		n = read(s->fd[FD_CLIENT], p + f->len, SOCKS5_BUFSIZE - f->len);
-		have = f->len;
-	} else {
-		p = scratch;
-		n = read(s->fd[FD_CLIENT], p, SOCKS5_BUFSIZE);
-		have = 0;
-	}
+	if (s->hslen >= sizeof(s->hs))
+		return;
+	n = read(s->fd[FD_CLIENT], s->hs + s->hslen,
+	    sizeof(s->hs) - s->hslen);
 	if (n == 0) {
 		session_end(s, "closed");
 		return;
@@ -1939,30 +2297,8 @@ client_input(struct session *s)
 			session_end(s, "read-error");
 		return;
 	}
-	have += (size_t)n;
-	used = handshake(s, p, have);
-	if (s->state == S_DONE || s->state == S_CLOSING ||
-	    s->state == S_LINGER || s->state == S_UDP) {
-		buf_put(f);	/* nothing more is relayed on this stream */
-		return;
-	}
-	if (used == have) {
-		buf_put(f);
-		return;
-	}
-	if (f->buf < 0) {
-		if ((f->buf = buf_get()) < 0) {
-			session_end(s, "no-buffer");
-			return;
-		}
-		memcpy(BUF(f->buf), p + used, have - used);
-		f->off = 0;
-	} else {
-		f->off = (unsigned)used;
-	}
-	f->len = (unsigned)(have - used);
-	/* The remote must take this first; BIND keeps reading meanwhile. */
-	f->full = s->state != S_BIND_WAIT || f->len == SOCKS5_BUFSIZE;
+	s->hslen += (unsigned)n;
+	handshake_run(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1978,9 +2314,7 @@ connected(struct session *s)
 
 	memset(&local, 0, sizeof(local));
 	(void)getsockname(s->fd[FD_REMOTE], &local.sa, &len);
-	s->state = S_RELAY;
-	s->result = rep_name[SOCKS5_REP_SUCCEEDED];
-	session_touch(s);
+	relay_begin(s);
 	reply_send(s, r, reply_build(r, SOCKS5_REP_SUCCEEDED, &local));
 }
 
@@ -2049,8 +2383,7 @@ st_connect(struct session *s, int rr)
 		return;
 	}
 	s->lasterr = err;
-	logmsg(LOG_DEBUG, "connect %s port %u: %s", dname_esc(s), s->dport,
-	    strerror(err));
+	logmsg(LOG_DEBUG, "connect %s: %s", dest_str(s), strerror(err));
 	close_fd(&s->fd[FD_REMOTE]);
 	connect_next(s);
 }
@@ -2164,6 +2497,12 @@ bind_start(struct session *s)
 		session_fail(s, SOCKS5_REP_ATYP_UNSUPPORTED);
 		return;
 	}
+	if (fd_reserve(s, 3) == -1) {
+		logmsg(LOG_WARNING, "warning: no descriptor left for a BIND "
+		    "listener");
+		session_fail(s, SOCKS5_REP_FAILURE);
+		return;
+	}
 	if (rules_request(s, SOCKS5_CMD_BIND, fam, s->aaddr[i - 1], s->dport,
 	    "bind", LOG_NOTICE) == -1) {
 		session_fail(s, SOCKS5_REP_NOT_ALLOWED);
@@ -2231,34 +2570,26 @@ bind_peer_denied(const struct session *s, const union sockaddr_any *p)
 	    ntohs(p->sin6.sin6_port), "bind peer", LOG_NOTICE);
 }
 
-/* Keep what the client sends before the peer arrives; see it leave. */
+/*
+ * Keep what the client sends before the peer arrives, in the handshake
+ * buffer; when that is full the client waits (it is no longer read),
+ * and until then a client that leaves is seen at once.
+ */
 static void
 bind_client_input(struct session *s)
 {
-	struct flow	*f = &s->up;
-	ssize_t		 n;
+	ssize_t	 n;
 
-	if (f->buf < 0) {
-		if ((f->buf = buf_get()) < 0) {
-			f->full = 1;	/* read again once the peer is in */
-			return;
-		}
-		f->off = f->len = 0;
-	}
-	memmove(BUF(f->buf), BUF(f->buf) + f->off, f->len);
-	f->off = 0;
-	n = read(s->fd[FD_CLIENT], BUF(f->buf) + f->len,
-	    SOCKS5_BUFSIZE - f->len);
+	if (s->hslen >= sizeof(s->hs))
+		return;
+	n = read(s->fd[FD_CLIENT], s->hs + s->hslen,
+	    sizeof(s->hs) - s->hslen);
 	if (n == 0 || (n < 0 && !AGAIN(errno))) {
 		session_end(s, "client-gone");
 		return;
 	}
 	if (n > 0)
-		f->len += (unsigned)n;
-	if (f->len == SOCKS5_BUFSIZE)
-		f->full = 1;
-	if (f->len == 0)
-		buf_put(f);
+		s->hslen += (unsigned)n;
 }
 
 /* The listener is readable: take the expected peer, turn others away. */
@@ -2289,7 +2620,7 @@ bind_accept(struct session *s)
 		}
 		if (!bind_peer_ok(s, &peer.a)) {
 			logmsg(LOG_NOTICE, "bind: refused %s, waiting for %s",
-			    addr_str(buf, sizeof(buf), &peer.a), dname_esc(s));
+			    addr_str(buf, sizeof(buf), &peer.a), dest_str(s));
 			(void)close(fd);
 			continue;
 		}
@@ -2298,14 +2629,12 @@ bind_accept(struct session *s)
 			continue;
 		}
 		close_fd(&s->fd[FD_LISTEN]);
+		(void)fd_reserve(s, 2);
 		s->fd[FD_REMOTE] = fd;
 		set_cloexec(fd);
 		(void)set_nonblock_new(fd);
 		set_nodelay(fd);
-		s->state = S_RELAY;
-		s->up.full = s->up.full || s->up.len > 0;
-		s->result = rep_name[SOCKS5_REP_SUCCEEDED];
-		session_touch(s);
+		relay_begin(s);
 		reply_send(s, r, reply_build(r, SOCKS5_REP_SUCCEEDED, &peer.a));
 		return;
 	}
@@ -2353,7 +2682,7 @@ udp_release(struct session *s)
 {
 	udpbuf_put(&s->rbuf);
 	udpbuf_put(&s->held);
-	s->ulookup = 0;
+	lookup_cancel(s);
 }
 
 static void
@@ -2383,6 +2712,12 @@ udp_start(struct session *s, const struct request *r)
 	if (rules_request(s, SOCKS5_CMD_UDP, 0, NULL, 0, "udp",
 	    LOG_NOTICE) == -1) {
 		session_fail(s, SOCKS5_REP_NOT_ALLOWED);
+		return;
+	}
+	if (fd_reserve(s, 4) == -1) {
+		logmsg(LOG_WARNING, "warning: no descriptors left for a UDP "
+		    "association");
+		session_fail(s, SOCKS5_REP_FAILURE);
 		return;
 	}
 	memset(&a, 0, sizeof(a));
@@ -2473,12 +2808,13 @@ udp_forward(struct session *s, const unsigned char *hdr,
 	union sockaddr_any	 a;
 	socklen_t		 alen;
 	const unsigned char	*ip;
+	unsigned char		 dfam;
 	int			 fam, fd, hlen;
 
 	hlen = socksaddr_parse(hdr, 262, &d);
 	if (d.atyp == SOCKS5_ATYP_DOMAIN) {
 		if (s->naddr == 0 || strcmp(s->cname, d.name) != 0) {
-			if (s->ulookup) {
+			if (s->lookup_id != 0) {
 				udp_drop(s, "another lookup is pending");
 				udpbuf_put(&ub);
 				return;
@@ -2495,9 +2831,7 @@ udp_forward(struct session *s, const unsigned char *hdr,
 			s->held_len = (unsigned)len;
 			s->naddr = 0;
 			memcpy(s->cname, d.name, (size_t)d.namelen + 1);
-			s->ulookup = 1;
 			if (lookup_send(s) == -1) {
-				s->ulookup = 0;
 				udpbuf_put(&s->held);
 				udp_drop(s, "resolver unavailable");
 			}
@@ -2506,7 +2840,8 @@ udp_forward(struct session *s, const unsigned char *hdr,
 		fam = s->afam[0];
 		ip = s->aaddr[0];
 	} else {
-		fam = d.atyp == SOCKS5_ATYP_IPV4 ? AF_INET : AF_INET6;
+		dfam = d.atyp == SOCKS5_ATYP_IPV4 ? AF_INET : AF_INET6;
+		fam = addr_unmap(&dfam, d.addr);
 		ip = d.addr;
 	}
 	alen = addr_make(&a, fam, ip, d.port);
@@ -2532,7 +2867,6 @@ udp_lookup_answer(struct session *s, const struct lookup_ans *a)
 {
 	int	 i, ub;
 
-	s->ulookup = 0;
 	s->naddr = 0;
 	for (i = 0; i < a->naddr && s->naddr == 0; i++)
 		if (family_ok(a->afam[i])) {
@@ -2734,7 +3068,7 @@ flow_flush(struct flow *f, int dst)
 	ssize_t	 n;
 
 	while (f->len > 0) {
-		n = write(dst, BUF(f->buf) + f->off, f->len);
+		n = write(dst, f->data + f->off, f->len);
 		if (n < 0) {
 			if (AGAIN(errno))
 				return 0;
@@ -2787,7 +3121,8 @@ flow_pump(struct flow *f, int src, int dst)
 			f->full = 1;
 			if (!peek) {
 				f->buf = buf_get();
-				memcpy(BUF(f->buf), scratch + w, (size_t)(n - w));
+				f->data = BUF(f->buf);
+				memcpy(f->data, scratch + w, (size_t)(n - w));
 				f->off = 0;
 				f->len = (unsigned)(n - w);
 			}
@@ -2913,7 +3248,7 @@ session_events(const struct session *s, short *ev)
 		ev[FD_REMOTE] |= POLLOUT;
 		/* FALLTHROUGH */
 	case S_RESOLVE:
-	case S_AUTH_FAILED:
+	case S_AUTH_WAIT:
 		/*
 		 * Only errors: POLLERR asks for nothing (poll reports it
 		 * anyway) but keeps the client in the set, so a reset is
@@ -2923,8 +3258,7 @@ session_events(const struct session *s, short *ev)
 		break;
 	case S_BIND_WAIT:
 		ev[FD_LISTEN] |= POLLIN;
-		if (!s->up.full)
-			ev[FD_CLIENT] |= POLLIN;
+		ev[FD_CLIENT] |= s->hslen < sizeof(s->hs) ? POLLIN : POLLERR;
 		break;
 	case S_UDP:
 		ev[FD_CLIENT] |= POLLIN;
@@ -2988,7 +3322,8 @@ poll_build(void)
 			first = s->deadline;
 		if (s->rbuf >= 0 && DUE(s->rdeadline, first))
 			first = s->rdeadline;
-		if (s->ulookup && DUE(s->lookup_deadline, first))
+		if (s->lookup_id != 0 && s->cmd == SOCKS5_CMD_UDP &&
+		    DUE(s->lookup_deadline, first))
 			first = s->lookup_deadline;
 		have = 1;
 	}
@@ -2996,6 +3331,7 @@ poll_build(void)
 		first = listen_resume;
 		have = 1;
 	}
+	authpace_sweep(&first, &have);
 	if (!have)
 		return -1;
 	if (DUE(first, now))
@@ -3026,8 +3362,10 @@ session_run(struct session *s)
 		    "client-gone");
 		return;
 	}
+	/* A waiting client that is not read now, and reports an error. */
 	if ((s->state == S_RESOLVE || s->state == S_CONNECT ||
-	    s->state == S_AUTH_FAILED) &&
+	    s->state == S_AUTH_WAIT || s->state == S_BIND_WAIT) &&
+	    s->pi[FD_CLIENT] >= 0 && !(pfd[s->pi[FD_CLIENT]].events & POLLIN) &&
 	    (rev[FD_CLIENT] & (POLLERR | POLLHUP))) {
 		session_end(s, "client-gone");
 		return;
@@ -3073,8 +3411,9 @@ sessions_expire(void)
 		s = &sess[active[i]];
 		if (s->rbuf >= 0 && DUE(s->rdeadline, now))
 			reasm_abandon(s, "reassembly timer expired");
-		if (s->ulookup && DUE(s->lookup_deadline, now)) {
-			s->ulookup = 0;
+		if (s->lookup_id != 0 && s->cmd == SOCKS5_CMD_UDP &&
+		    DUE(s->lookup_deadline, now)) {
+			lookup_cancel(s);
 			udpbuf_put(&s->held);
 			udp_drop(s, "lookup timed out");
 		}
@@ -3092,8 +3431,9 @@ sessions_expire(void)
 		case S_UDP:
 			session_end(s, "idle-timeout");
 			break;
-		case S_AUTH_FAILED:
-			st_auth_failed(s);
+		case S_AUTH_WAIT:
+			auth_answer(s);		/* its slot has come */
+			handshake_run(s);
 			break;
 		case S_CLOSING:
 		case S_LINGER:
@@ -3125,9 +3465,8 @@ lookups_read(void)
 		if (a.slot >= (unsigned)nsess)
 			continue;
 		s = &sess[a.slot];
-		if (s->gen != a.gen || s->queued || !(s->state == S_RESOLVE ||
-		    (s->state == S_UDP && s->ulookup)))
-			continue;
+		if (a.id == 0 || a.id != s->lookup_id)
+			continue;	/* not the lookup it has out now */
 		lookup_answer(s, &a);
 		if (s->state == S_DONE)
 			session_free(s);
@@ -3149,8 +3488,7 @@ lookups_send(void)
 		lookup_req_fill(&q, s);
 		if (write(rq_fd, &q, sizeof(q)) != (ssize_t)sizeof(q))
 			return;
-		s->queued = 0;
-		nqueued--;
+		lookup_unqueue(s);
 	}
 }
 
@@ -3190,18 +3528,22 @@ refuse_one(void)
 	return fd >= 0 && spare_fd >= 0 ? 0 : -1;
 }
 
-/* Do the rules turn this client away before it says anything? */
+/*
+ * Do the rules turn this client away before it says anything? An
+ * address of len 0, or of another family, is an unknown one.
+ */
 static int
 client_denied(const struct sockaddr *sa, socklen_t len)
 {
 	union sockaddr_any	 peer;
 	int			 i;
 
-	if (nrules == 0 || len > (socklen_t)sizeof(peer) ||
-	    (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
+	if (nrules == 0)
 		return 0;
 	memset(&peer, 0, sizeof(peer));
-	memcpy(&peer, sa, (size_t)len);
+	if (len > 0 && len <= (socklen_t)sizeof(peer) &&
+	    (sa->sa_family == AF_INET || sa->sa_family == AF_INET6))
+		memcpy(&peer, sa, (size_t)len);	/* else: unknown */
 	if ((i = rules_eval(&peer, NULL, 0, 0, NULL, 0)) < 0)
 		return 0;
 	rule_log(LOG_NOTICE, &peer, NULL, "client", NULL, i);
@@ -3241,10 +3583,14 @@ clients_accept(void)
 			listen_resume = now + 1000;
 			return;
 		}
-		if (nfree == 0) {
-			if (!full_logged)
+		if (nfree == 0 || fd_room() < 2) {
+			if (!full_logged && nfree == 0)
 				logmsg(LOG_WARNING, "session table full (%d), "
 				    "refusing clients", nsess);
+			else if (!full_logged)
+				logmsg(LOG_WARNING, "descriptor limit %ld "
+				    "reached with %d sessions, refusing "
+				    "clients", fd_limit, nactive);
 			full_logged = 1;
 			refuse(fd);
 			continue;
@@ -3278,6 +3624,16 @@ on_signal(int sig)
 		got_hup = 1;
 	else if (sig == SIGCHLD)
 		got_chld = 1;
+	else if (sig == SIGUSR1)
+		got_status = 1;
+#ifdef SIGINFO
+	else if (sig == SIGINFO)
+		got_status = 1;
+#endif
+#ifdef SOCKS5_TEST_CLOCK
+	else if (sig == SIGUSR2)
+		clock_jumps++;
+#endif
 	else
 		got_term = 1;
 	if (sig_pipe[1] >= 0)
@@ -3290,6 +3646,34 @@ signals_drain(void)
 {
 	while (read(sig_pipe[0], scratch, sizeof(scratch)) > 0)
 		;
+}
+
+/*
+ * The operator's status line (SIGUSR1, and SIGINFO where there is one):
+ * sessions by state, free buffers, lookups, descriptors and helpers. An
+ * idle server shows the same line as it did right after it started.
+ */
+static void
+status_log(void)
+{
+	int	 n[NSTATES], i, resolving = 0;
+
+	for (i = 0; i < NSTATES; i++)
+		n[i] = 0;
+	for (i = 0; i < nactive; i++) {
+		n[sess[active[i]].state]++;
+		if (sess[active[i]].lookup_id != 0 && !sess[active[i]].queued)
+			resolving++;
+	}
+	logmsg(LOG_NOTICE, "status sessions=%d/%d greeting=%d auth=%d "
+	    "request=%d authwait=%d resolve=%d connect=%d bind=%d relay=%d "
+	    "udp=%d closing=%d spill=%d/%d udpbufs=%d/%d queued=%d "
+	    "resolving=%d fds=%ld/%ld helpers=%d/%d", nactive, nsess,
+	    n[S_GREETING], n[S_AUTH], n[S_REQUEST], n[S_AUTH_WAIT],
+	    n[S_RESOLVE], n[S_CONNECT], n[S_BIND_WAIT], n[S_RELAY], n[S_UDP],
+	    n[S_CLOSING] + n[S_LINGER], npoolfree, npool, nudpfree, nudp,
+	    nqueued, resolving, fd_count(fd_limit_get()), fd_limit_get(),
+	    resolvers_alive(), nresolvers);
 }
 
 /* Did poll report anything for entry i of the set? */
@@ -3306,13 +3690,17 @@ loop_dispatch(void)
 	struct session	*s;
 	int		 i;
 
-	now = clock_ms();
+	clock_update();
 	if (got_hup) {
 		got_hup = 0;
 		if (conf.user_file != NULL)
 			(void)users_load(0);
 	}
-	if (got_chld || DUE(last_reap + 1000, now)) {
+	if (got_status) {
+		got_status = 0;
+		status_log();
+	}
+	if (got_chld || now - last_reap >= 1000UL) {
 		got_chld = 0;
 		last_reap = now;
 		resolvers_reap();
@@ -3358,7 +3746,7 @@ loop_once(void)
 /* Startup: tables, listener, descriptor limit, privileges, daemon.    */
 
 static int
-tables_alloc(int maxsess, int npool, int nudp)
+tables_alloc(int maxsess, int nspill, int nudpbuf)
 {
 	int	 i;
 
@@ -3375,6 +3763,8 @@ tables_alloc(int maxsess, int npool, int nudp)
 	free(users[1]);
 	users[0] = users[1] = NULL;
 	nsess = maxsess;
+	npool = nspill;
+	nudp = nudpbuf;
 	nactive = npolled = npfd = nqueued = 0;
 	sess = (struct session *)calloc((size_t)maxsess, sizeof(*sess));
 	freelist = (int *)calloc((size_t)maxsess, sizeof(int));
@@ -3392,7 +3782,7 @@ tables_alloc(int maxsess, int npool, int nudp)
 		udpfree[i] = nudp - 1 - i;
 	nudpfree = nudp;
 	/*
-	 * The table stays untouched (calloc's zeros: S_FREE, gen 0) until a
+	 * The table stays untouched (calloc's zeros: S_FREE) until a
 	 * slot is first used, so an idle server's memory holds no entries.
 	 */
 	for (i = 0; i < maxsess; i++)
@@ -3447,6 +3837,10 @@ listener_announce(void)
 {
 	char	 buf[64];
 
+#ifdef SOCKS5_TEST_CLOCK
+	logmsg(LOG_NOTICE, "test clock: %lu-bit, wraps in %lu ms",
+	    (unsigned long)sizeof(unsigned long) * 8, 0UL - now);
+#endif
 	if (conf.verbose > 0)
 		logmsg(LOG_INFO, "listening on %s",
 		    addr_str(buf, sizeof(buf), &listen_sa));
@@ -3598,12 +3992,65 @@ signals_install(void)
 	(void)sigaction(SIGINT, &sa, NULL);
 	(void)sigaction(SIGHUP, &sa, NULL);
 	(void)sigaction(SIGCHLD, &sa, NULL);
+	(void)sigaction(SIGUSR1, &sa, NULL);
+#ifdef SIGINFO
+	(void)sigaction(SIGINFO, &sa, NULL);
+#endif
+#ifdef SOCKS5_TEST_CLOCK
+	(void)sigaction(SIGUSR2, &sa, NULL);
+#endif
+}
+
+/* Can n spill buffers be addressed at all on this system? */
+static int
+pool_fits(long n)
+{
+	return n >= 0 && (unsigned long)n <= ((size_t)-1) / SOCKS5_BUFSIZE;
+}
+
+/*
+ * Every field in its range, and every size computed from one fits: a
+ * configuration that does not is refused with the reason, never
+ * started with a table smaller than it says.
+ */
+static int
+config_check(const struct socks5_config *cf)
+{
+	const char	*why = NULL;
+
+	if (cf->listen_addr == NULL)
+		why = "no listen address";
+	else if (cf->port < 0 || cf->port > 65535)
+		why = "port not in 0..65535";
+	else if (cf->max_sessions < 0 || cf->max_sessions > 65535)
+		why = "max_sessions not in 1..65535";
+	else if (cf->spill_buffers < 0 || cf->spill_buffers == 1 ||
+	    cf->spill_buffers > 1048576)
+		why = "spill_buffers not in 2..1048576";
+	else if (!pool_fits(cf->spill_buffers))
+		why = "spill_buffers: that many 64 KiB buffers exceed this "
+		    "system's address space";
+	else if (cf->idle_timeout < 0 || cf->idle_timeout > 1000000)
+		why = "idle_timeout not in 1..1000000 seconds";
+	else if (cf->frag_timeout < 0 || cf->frag_timeout > 3600)
+		why = "frag_timeout not in 5..3600 seconds";
+	else if (cf->family != 0 && cf->family != 4 && cf->family != 6)
+		why = "family not 0, 4 or 6";
+	else if (cf->nrules < 0 || cf->nrules > SOCKS5_MAXRULES ||
+	    (cf->nrules > 0 && cf->rules == NULL))
+		why = "rules: too many, or none given";
+	if (why == NULL)
+		return 0;
+	logmsg(LOG_ERR, "fatal: bad configuration: %s", why);
+	return -1;
 }
 
 static int
-startup_common(const struct socks5_config *cf, int maxsess, int npool,
-    int nudp)
+startup_common(const struct socks5_config *cf, int maxsess, int nspill,
+    int nudpbuf)
 {
+	if (config_check(cf) == -1)
+		return -1;
 	conf = *cf;
 	if (conf.idle_timeout < 1)
 		conf.idle_timeout = SOCKS5_IDLE_SECS;
@@ -3611,7 +4058,7 @@ startup_common(const struct socks5_config *cf, int maxsess, int npool,
 	    conf.idle_timeout : SOCKS5_HANDSHAKE_SECS) * 1000;
 	bind_ms = (conf.idle_timeout < SOCKS5_BIND_SECS ?
 	    conf.idle_timeout : SOCKS5_BIND_SECS) * 1000;
-	now = clock_ms();
+	clock_update();
 	if (conf.log == SOCKS5_LOG_SYSLOG)
 		openlog("socks5", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 	if (conf.frag_timeout < SOCKS5_FRAG_SECS)
@@ -3622,7 +4069,7 @@ startup_common(const struct socks5_config *cf, int maxsess, int npool,
 			rules_invalid = 1;
 			return -1;
 		}
-	if (tables_alloc(maxsess, npool, nudp) == -1) {
+	if (tables_alloc(maxsess, nspill, nudpbuf) == -1) {
 		logmsg(LOG_ERR, "fatal: out of memory");
 		return -1;
 	}
@@ -3663,21 +4110,21 @@ static int
 server_open(const struct socks5_config *cf)
 {
 	struct sigaction	 sa;
-	int			 maxsess, npool, nudp;
+	int			 maxsess, nspill, nudpbuf;
 
 	maxsess = cf->max_sessions > 0 ? cf->max_sessions : SOCKS5_MAXSESS;
-	npool = maxsess / SOCKS5_POOL_DIV;
-	nudp = maxsess / SOCKS5_UDP_DIV;
-	if (npool < SOCKS5_POOL_MIN)
-		npool = SOCKS5_POOL_MIN;
+	nspill = maxsess / SOCKS5_POOL_DIV;
+	nudpbuf = maxsess / SOCKS5_UDP_DIV;
+	if (nspill < SOCKS5_POOL_MIN)
+		nspill = SOCKS5_POOL_MIN;
 	if (cf->spill_buffers > 0)
-		npool = cf->spill_buffers;
-	if (nudp < SOCKS5_UDP_MIN)
-		nudp = SOCKS5_UDP_MIN;
-	if (nudp > SOCKS5_UDP_MAX)
-		nudp = SOCKS5_UDP_MAX;
+		nspill = cf->spill_buffers;
+	if (nudpbuf < SOCKS5_UDP_MIN)
+		nudpbuf = SOCKS5_UDP_MIN;
+	if (nudpbuf > SOCKS5_UDP_MAX)
+		nudpbuf = SOCKS5_UDP_MAX;
 	got_term = 0;
-	if (startup_common(cf, maxsess, npool, nudp) != 0)
+	if (startup_common(cf, maxsess, nspill, nudpbuf) != 0)
 		return -1;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
@@ -3696,6 +4143,7 @@ socks5_open(const struct socks5_config *cf)
 		socks5_close();
 		return -1;
 	}
+	fd_budget_start();
 	listener_announce();
 	return 0;
 }
@@ -3784,6 +4232,7 @@ socks5_serve(const struct socks5_config *cf)
 		    strerror(errno));
 		goto out;
 	}
+	fd_budget_start();
 	listener_announce();
 	daemon_ready();
 	while (!got_term)
@@ -3797,6 +4246,39 @@ out:
 	return r;
 }
 
+/*
+ * In a child of a running server (socks5_serve_fd after a fork): close
+ * every descriptor of the parent's server, its sessions' too, so that
+ * they end when the parent ends them. Nothing is logged, and the
+ * resolver helpers are left alone: they are the parent's.
+ */
+static void
+server_forget(void)
+{
+	struct session	*s;
+	int		 i, k;
+
+	for (i = 0; i < nactive; i++) {
+		s = &sess[active[i]];
+		if (s->fd[FD_CLIENT_OUT] == s->fd[FD_CLIENT])
+			s->fd[FD_CLIENT_OUT] = -1;
+		for (k = 0; k < NFD; k++)
+			close_fd(&s->fd[k]);
+	}
+	nactive = 0;
+	close_fd(&lfd);
+	close_fd(&spare_fd);
+	close_fd(&rq_fd);
+	close_fd(&ra_fd);
+	close_fd(&rq_read);
+	close_fd(&ra_write);
+	close_fd(&sig_pipe[0]);
+	close_fd(&sig_pipe[1]);
+	close_fd(&pid_fd);
+	close_fd(&ready_fd);
+	nresolvers = 0;
+}
+
 /* Serve one connected client on rfd (read) and wfd (write). */
 static int
 serve_one(const struct socks5_config *cf, int rfd, int wfd)
@@ -3808,18 +4290,10 @@ serve_one(const struct socks5_config *cf, int rfd, int wfd)
 	socklen_t	 plen = sizeof(peer);
 	struct sigaction sa;
 
-	/* In a child of a running server: let go of its descriptors. */
-	close_fd(&lfd);
-	close_fd(&spare_fd);
-	close_fd(&rq_fd);
-	close_fd(&ra_fd);
-	close_fd(&rq_read);
-	close_fd(&ra_write);
-	close_fd(&sig_pipe[0]);
-	close_fd(&sig_pipe[1]);
-	nresolvers = 0;
+	server_forget();
 	if (startup_common(cf, 1, 2, 2) != 0)
 		return -1;
+	fd_limit = 0;			/* one session: no budget */
 	if (opt_user != NULL && privileges_drop(opt_user) == -1)
 		return -1;
 	memset(&sa, 0, sizeof(sa));
@@ -3828,8 +4302,8 @@ serve_one(const struct socks5_config *cf, int rfd, int wfd)
 	(void)sigaction(SIGHUP, &sa, NULL);
 	memset(&peer, 0, sizeof(peer));
 	if (getpeername(rfd, &peer.sa, &plen) == -1)
-		plen = 0;
-	if (plen > 0 && client_denied(&peer.sa, plen)) {
+		plen = 0;		/* a pipe: the address is unknown */
+	if (client_denied(&peer.sa, plen)) {
 		refuse(wfd);
 		if (rfd != wfd)
 			(void)close(rfd);
@@ -3887,6 +4361,36 @@ bad(const char *what, const char *arg)
 	(void)fprintf(stderr, "socks5: bad %s: %s\n", what, arg);
 	usage(stderr);
 	return 64;
+}
+
+/*
+ * Descriptors 0, 1 and 2 are made open before anything else is, so that
+ * neither the listener nor the syslog socket lands on one of them (where
+ * -d's /dev/null, or a stray write, would clobber it). In inetd mode
+ * fd 0 is the client and without it there is nothing to serve; a socket
+ * client that came without fd 1 is answered on fd 0. Sets *wfd, the
+ * client's write side; -1 when there is no usable client.
+ */
+static int
+stdfds_open(int inetd, int *wfd)
+{
+	socklen_t	 len;
+	int		 fd, type, r = 0;
+
+	*wfd = 1;
+	if (inetd && fcntl(0, F_GETFD) == -1)
+		r = -1;
+	else if (inetd && fcntl(1, F_GETFD) == -1) {
+		len = sizeof(type);
+		if (getsockopt(0, SOL_SOCKET, SO_TYPE, &type, &len) == -1)
+			r = -1;
+		*wfd = 0;
+	}
+	while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= 2)
+		;
+	if (fd > 2)
+		(void)close(fd);
+	return r;
 }
 
 static char	 pidpath[1024], userpath[1024];
@@ -3972,6 +4476,10 @@ option(struct socks5_config *cf, int ch, const char *arg)
 	case 'l':
 		return opt_address(&cf->listen_addr, arg);
 	case 'm':
+		if (number(arg, 2, 1048576) > 0 &&
+		    !pool_fits(number(arg, 2, 1048576)))
+			return bad("buffer count (too many for this system)",
+			    arg);
 		return opt_number(&cf->spill_buffers, arg, 2, 1048576,
 		    "buffer count");
 	case 'p':
@@ -4023,7 +4531,7 @@ int
 main(int argc, char *argv[])
 {
 	struct socks5_config	 cf;
-	int			 ch, r;
+	int			 ch, r, wfd;
 
 	socks5_config_init(&cf);
 	while ((ch = getopt(argc, argv, "46a:b:c:de:f:hil:m:p:P:t:u:U:v")) != -1)
@@ -4035,7 +4543,12 @@ main(int argc, char *argv[])
 	}
 	if ((r = options_check(&cf)) != 0)
 		return r;
-	r = opt_inetd ? serve_one(&cf, 0, 1) : socks5_serve(&cf);
+	if (stdfds_open(opt_inetd, &wfd) == -1) {
+		conf = cf;
+		logmsg(LOG_ERR, "fatal: -i: no client on descriptors 0 and 1");
+		return 1;
+	}
+	r = opt_inetd ? serve_one(&cf, 0, wfd) : socks5_serve(&cf);
 	if (rules_invalid)
 		return 64;
 	if (users_unreadable)
