@@ -6,6 +6,9 @@
 #   make portable        build with every compiler at hand, print sizes
 #   make test-musl       the suite against a static musl build
 #   make test-mips       the suite against big-endian MIPS under qemu-mips
+#   make test-clock32    the time and size tests against a 32-bit (MIPS)
+#                        test-clock build whose clock wraps 2.5 s after
+#                        each start (CLOCKTESTS)
 #   make test-sanitize   the suite against an ASan+UBSan build
 #   make test-valgrind   the suite under valgrind memcheck (slow)
 #   make fuzz            build the libFuzzer target; fuzz-run runs both
@@ -27,6 +30,8 @@ TESTS	=
 FUZZSECS = 60
 XBIN	= test/tmp-bin
 QEMU_MIPS = qemu-mips -L /usr/mips-linux-gnu
+CLOCKTESTS = clockwrap sizes timeout bruteforce udp-frag tablefull spillpool \
+	halfclose bigtransfer
 SANFLAGS = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer
 
@@ -64,6 +69,15 @@ test-musl: cross
 test-mips: cross
 	SOCKS5="$(QEMU_MIPS) $$(pwd)/$(XBIN)/socks5.mips-qemu" \
 	tclsh test/all.tcl $(TESTS)
+
+test-clock32:
+	mkdir -p $(XBIN)
+	mips-linux-gnu-gcc -O2 -DSOCKS5_TEST_CLOCK=60000 \
+	    -Wl,--wrap=getsockopt -o $(XBIN)/socks5.mips-clock \
+	    socks5.c test/qemu_soerror.c
+	SOCKS5_CLOCK_LEAD_MS=2500 \
+	SOCKS5="$(QEMU_MIPS) $$(pwd)/$(XBIN)/socks5.mips-clock" \
+	tclsh test/all.tcl $(CLOCKTESTS)
 
 fuzz:
 	sh test/fuzz/run.sh --build-only
