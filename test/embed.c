@@ -21,6 +21,11 @@
  *   -k forkopen  socks5_serve_fd() in a child forked while socks5_open()
  *                is active (with a session in progress) must serve its one
  *                connection and exit, and not touch the parent's server.
+ *   -k forkfds   socks5_serve_fd() in a child of a running server must let
+ *                go of every descriptor of the parent's server, its
+ *                sessions' sockets too: when a session of the parent ends
+ *                (the parent closes its sockets), its client and target
+ *                see EOF at once, not when the child exits.
  *
  * Prints "ok: ..." per check and "embed: all ok" at the end; exit 0 on
  * success, 1 on a failed check (with "FAIL: ..." on stdout).
@@ -111,6 +116,33 @@ static struct echo_conn	 echo[MAXECHO];
 static unsigned		 echo_last_peer;	/* port of the last accepted */
 static unsigned long	 echo_accepted;
 
+/* When each connection (by the peer's port) saw EOF or an error. */
+#define MAXEOF		64
+static unsigned		 eof_port[MAXEOF];
+static long		 eof_ms[MAXEOF];
+static int		 neof;
+
+static void
+echo_note_eof(unsigned port)
+{
+	if (neof < MAXEOF) {
+		eof_port[neof] = port;
+		eof_ms[neof++] = now_ms();
+	}
+}
+
+/* When the echo server's connection from port saw EOF, or -1. */
+static long
+echo_eof_at(unsigned port)
+{
+	int	 i;
+
+	for (i = 0; i < neof; i++)
+		if (eof_port[i] == port)
+			return eof_ms[i];
+	return -1;
+}
+
 static void
 echo_start(void)
 {
@@ -186,10 +218,10 @@ echo_io(struct echo_conn *e, short rev)
 		n = read(e->fd, e->buf + e->len, sizeof(e->buf) - e->len);
 		if (n > 0)
 			e->len += (size_t)n;
-		else if (n == 0)
+		else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 			e->eof = 1;
-		else if (errno != EAGAIN && errno != EINTR)
-			e->eof = 1;
+			echo_note_eof(e->peer_port);
+		}
 	}
 	if (e->len > 0) {
 		n = write(e->fd, e->buf + e->off, e->len);
@@ -842,6 +874,238 @@ probe_forkopen(void)
 	ok("socks5_serve_fd in a child forked while socks5_open() is active");
 }
 
+/*
+ * One pass of a loop that runs the server (with_server: socks5_open is
+ * active) and our echo server, waiting at most ms.
+ */
+static void
+step(int with_server, int ms)
+{
+	int	 n = 0, t = -1, total, k, echo_at, own_at[MAXECHO];
+
+	if (with_server && (n = socks5_pollfds(fds, fds_max - OWN_FDS, &t)) < 0)
+		fail("socks5_pollfds: array too small");
+	total = n;
+	fds[total].fd = echo_lfd;
+	fds[total].events = POLLIN;
+	fds[total].revents = 0;
+	echo_at = total++;
+	for (k = 0; k < MAXECHO; k++) {
+		own_at[k] = -1;
+		if (echo[k].fd < 0)
+			continue;
+		fds[total].fd = echo[k].fd;
+		fds[total].events = echo_events(&echo[k]);
+		fds[total].revents = 0;
+		own_at[k] = total++;
+	}
+	if (t < 0 || t > ms)
+		t = ms;
+	if (poll(fds, (nfds_t)total, t) == -1 && errno != EINTR)
+		fail_errno("poll");
+	if (with_server)
+		socks5_dispatch(fds, n);
+	if (fds[echo_at].revents & POLLIN)
+		echo_accept();
+	for (k = 0; k < MAXECHO; k++)
+		if (own_at[k] >= 0 && fds[own_at[k]].revents && echo[k].fd >= 0)
+			echo_io(&echo[k], fds[own_at[k]].revents);
+}
+
+/* A blocking connect to 127.0.0.1:port; the socket is then non-blocking. */
+static int
+connect_to(unsigned port)
+{
+	struct sockaddr_in	 a;
+	int			 fd;
+
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	a.sin_port = htons((unsigned short)port);
+	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) == -1 ||
+	    connect(fd, (struct sockaddr *)&a, sizeof(a)) == -1)
+		fail_errno("connect");
+	nonblock(fd);
+	return fd;
+}
+
+/*
+ * A CONNECT to our echo server over fd (a client of a socks5 server):
+ * greeting, request and "ping" in one write; drive the loop until the
+ * replies and the echo are back. Returns BND.PORT, the port the echo
+ * server sees as its peer.
+ */
+static unsigned
+through(int with_server, int fd, const char *what)
+{
+	unsigned char	 req[17], in[16];
+	size_t		 got = 0;
+	ssize_t		 n;
+	long		 deadline = now_ms() + 10000;
+	char		 msg[200];
+
+	req[0] = SOCKS5_VERSION;
+	req[1] = 1;
+	req[2] = SOCKS5_METHOD_NONE;
+	req[3] = SOCKS5_VERSION;
+	req[4] = SOCKS5_CMD_CONNECT;
+	req[5] = 0;
+	req[6] = SOCKS5_ATYP_IPV4;
+	req[7] = 127;
+	req[8] = req[9] = 0;
+	req[10] = 1;
+	req[11] = (unsigned char)(echo_port >> 8);
+	req[12] = (unsigned char)(echo_port & 0xff);
+	memcpy(req + 13, "ping", 4);
+	if (write(fd, req, sizeof(req)) != (ssize_t)sizeof(req))
+		fail_errno("write");
+	while (got < sizeof(in) && now_ms() < deadline) {
+		step(with_server, 20);
+		n = read(fd, in + got, sizeof(in) - got);
+		if (n > 0)
+			got += (size_t)n;
+		else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			break;
+	}
+	if (got < sizeof(in) || in[0] != 5 || in[1] != 0 || in[2] != 5 ||
+	    in[3] != 0 || in[5] != SOCKS5_ATYP_IPV4 ||
+	    memcmp(in + 12, "ping", 4) != 0) {
+		(void)sprintf(msg, "%.100s: no 05 00, REP 00 and echo (%lu "
+		    "bytes back)", what, (unsigned long)got);
+		fail(msg);
+	}
+	return (unsigned)in[10] << 8 | in[11];
+}
+
+/* Drive the loop until fd reads EOF (or an error); ms that took, or -1. */
+static long
+until_eof(int with_server, int fd, long ms)
+{
+	unsigned char	 buf[512];
+	long		 t0 = now_ms();
+	ssize_t		 n;
+
+	while (now_ms() - t0 < ms) {
+		step(with_server, 20);
+		n = read(fd, buf, sizeof(buf));
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			return now_ms() - t0;
+	}
+	return -1;
+}
+
+/* Drive the loop until the echo server's connection from port saw EOF. */
+static long
+until_target_eof(int with_server, unsigned port, long ms)
+{
+	long	 t0 = now_ms();
+
+	while (now_ms() - t0 < ms) {
+		if (echo_eof_at(port) >= 0)
+			return echo_eof_at(port) - t0;
+		step(with_server, 20);
+	}
+	return -1;
+}
+
+/* Known bug probe: the child keeps none of the parent's descriptors. */
+static void
+probe_forkfds(void)
+{
+	struct socks5_config	 cf, cf2;
+	struct linger		 lg;
+	unsigned		 port, bnd_a, bnd_b;
+	int			 a, b, sv[2], k, r, st = -1, bad = 0;
+	long			 t_fork, ms;
+	pid_t			 pid;
+
+	socks5_config_init(&cf);
+	cf.port = 0;
+	if (socks5_open(&cf) == -1)
+		fail("socks5_open");
+	if ((port = server_port()) == 0)
+		fail("no listening socket among socks5_pollfds()");
+	/* two sessions of the parent, relaying to our echo server */
+	a = connect_to(port);
+	bnd_a = through(1, a, "parent's session A");
+	b = connect_to(port);
+	bnd_b = through(1, b, "parent's session B");
+	/* the child: ours it closes itself, the server's is socks5's job */
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
+		fail_errno("socketpair");
+	fflush(stdout);
+	fflush(stderr);
+	t_fork = now_ms();
+	if ((pid = fork()) == -1)
+		fail_errno("fork");
+	if (pid == 0) {
+		(void)close(a);
+		(void)close(b);
+		(void)close(sv[0]);
+		(void)close(echo_lfd);
+		for (k = 0; k < MAXECHO; k++)
+			if (echo[k].fd >= 0)
+				(void)close(echo[k].fd);
+		socks5_config_init(&cf2);
+		r = socks5_serve_fd(&cf2, sv[1]);
+		_exit(r == 0 ? 0 : 3);
+	}
+	(void)close(sv[1]);
+	nonblock(sv[0]);
+	/* the child's session: up, and held open for 5 s */
+	(void)through(1, sv[0], "the child's session");
+	/* A: its client resets; the parent's server closes the session */
+	lg.l_onoff = 1;
+	lg.l_linger = 0;
+	(void)setsockopt(a, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	(void)close(a);
+	if ((ms = until_target_eof(1, bnd_a, 1500)) < 0) {
+		printf("probe forkfds: the target of the parent's session saw "
+		    "no EOF within 1.5 s after its client reset it (the child "
+		    "keeps the session's socket)\n");
+		bad++;
+	}
+	/* B: the parent closes its server, sessions and all */
+	socks5_close();
+	if ((ms = until_eof(0, b, 1500)) < 0) {
+		printf("probe forkfds: the client of the parent's session saw "
+		    "no EOF within 1.5 s after socks5_close()\n");
+		bad++;
+	}
+	if ((ms = until_target_eof(0, bnd_b, 1500)) < 0) {
+		printf("probe forkfds: the target of the parent's session saw "
+		    "no EOF within 1.5 s after socks5_close()\n");
+		bad++;
+	}
+	if (waitpid(pid, &st, WNOHANG) != 0) {
+		printf("probe forkfds: the child exited early (status %d)\n", st);
+		bad++;
+	}
+	/* the child's session ends when we close our end, 5 s after fork */
+	while (now_ms() - t_fork < 5000)
+		step(0, 50);
+	(void)close(sv[0]);
+	for (ms = now_ms(); now_ms() - ms < 5000; step(0, 20))
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			break;
+	if (now_ms() - ms >= 5000) {
+		(void)kill(pid, SIGKILL);
+		(void)waitpid(pid, NULL, 0);
+		printf("probe forkfds: the child did not exit\n");
+		bad++;
+	} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		printf("probe forkfds: child wait status %d\n", st);
+		bad++;
+	}
+	(void)close(b);
+	if (bad)
+		fail("socks5_serve_fd in a child of a running server keeps "
+		    "the parent's descriptors");
+	ok("socks5_serve_fd in a child of a running server keeps none of its "
+	    "descriptors: the parent's sessions end at once");
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -857,7 +1121,8 @@ main(int argc, char *argv[])
 	if (argc == 3 && strcmp(argv[1], "-k") == 0)
 		probe = argv[2];
 	else if (argc != 1) {
-		fprintf(stderr, "usage: %s [-k inherit|forkopen]\n", progname);
+		fprintf(stderr, "usage: %s [-k inherit|forkopen|forkfds]\n",
+		    progname);
 		return 64;
 	}
 	memset(&sa, 0, sizeof(sa));
@@ -875,6 +1140,8 @@ main(int argc, char *argv[])
 			probe_inherit();
 		else if (strcmp(probe, "forkopen") == 0)
 			probe_forkopen();
+		else if (strcmp(probe, "forkfds") == 0)
+			probe_forkfds();
 		else {
 			fprintf(stderr, "%s: unknown probe %s\n", progname,
 			    probe);

@@ -1003,3 +1003,158 @@ proc client {{srv ""}} {
     }
     return [sock_open [dict get $srv host] [dict get $srv port]]
 }
+
+# ---------------------------------------------------------------------------
+# Process accounting and the status line (SIGUSR1)
+
+# clock_ticks -- clock ticks per second for /proc/PID/stat (CLK_TCK).
+proc clock_ticks {} {
+    if {![info exists ::lib::ticks]} {
+        if {[catch {exec getconf CLK_TCK} t] || ![string is integer -strict $t]} {
+            set t 100
+        }
+        set ::lib::ticks $t
+    }
+    return $::lib::ticks
+}
+
+# cpu_ticks pid -- utime + stime of pid in clock ticks ("" when it is gone).
+proc cpu_ticks {pid} {
+    set st [::lib::readfile /proc/$pid/stat]
+    if {$st eq ""} {
+        return ""
+    }
+    set f [split [string range $st [string last ")" $st]+2 end]]
+    return [expr {[lindex $f 11] + [lindex $f 12]}]
+}
+
+# cpu_share pid ?ms? -- the share of one core pid used over the next ms
+# (default 2000) of wall time, e.g. 0.01 for 1 %; "gone" if it exited.
+proc cpu_share {pid {n 2000}} {
+    set a [cpu_ticks $pid]
+    set t0 [clock milliseconds]
+    pause $n
+    set b [cpu_ticks $pid]
+    set t1 [clock milliseconds]
+    if {$a eq "" || $b eq ""} {
+        return gone
+    }
+    return [format %.3f [expr {($b - $a) / double([clock_ticks]) /
+            (($t1 - $t0) / 1000.0)}]]
+}
+
+# fd_count pid -- number of descriptors pid has open.
+proc fd_count {pid} {
+    return [llength [glob -nocomplain /proc/$pid/fd/*]]
+}
+
+# The status line a server logs on SIGUSR1, always (without -v too):
+#   socks5: status sessions=ACTIVE/TABLE greeting=N auth=N request=N
+#   authwait=N resolve=N connect=N bind=N relay=N udp=N closing=N
+#   spill=FREE/TOTAL udpbufs=FREE/TOTAL queued=N resolving=N fds=OPEN/LIMIT
+#   helpers=ALIVE/TOTAL
+set ::lib::status_re {^socks5: status sessions=(\d+)/(\d+) greeting=(\d+) auth=(\d+) request=(\d+) authwait=(\d+) resolve=(\d+) connect=(\d+) bind=(\d+) relay=(\d+) udp=(\d+) closing=(\d+) spill=(\d+)/(\d+) udpbufs=(\d+)/(\d+) queued=(\d+) resolving=(\d+) fds=(\d+)/(\d+) helpers=(\d+)/(\d+)$}
+set ::lib::status_keys {sessions table greeting auth request authwait resolve
+    connect bind relay udp closing spill spill_total udpbufs udpbufs_total
+    queued resolving fds fds_limit helpers helpers_total}
+
+# status_parse line -- the status line as a dict (keys above; "line" holds
+# the line itself); errors when the line does not have the exact format.
+proc status_parse {line} {
+    set vals [lrange [regexp -inline -- $::lib::status_re $line] 1 end]
+    if {![llength $vals]} {
+        error "malformed status line: $line"
+    }
+    set d [dict create line $line]
+    foreach k $::lib::status_keys v $vals {
+        dict set d $k $v
+    }
+    return $d
+}
+
+# ::lib::handles_usr1 pid -- 1 if pid catches (or blocks) SIGUSR1, i.e.
+# sending it does not kill the process.
+proc ::lib::handles_usr1 {pid} {
+    set st [::lib::readfile /proc/$pid/status]
+    foreach k {SigCgt SigBlk SigIgn} {
+        set m($k) 0
+        regexp "$k:\\s+(\[0-9a-fA-F\]+)" $st -> m($k)
+    }
+    # SIGUSR1 is signal 10: bit 9
+    set bit [expr {1 << 9}]
+    return [expr {(("0x$m(SigCgt)" | "0x$m(SigBlk)") & $bit) != 0}]
+}
+
+# server_status h ?timeout_ms? -- send SIGUSR1 to the server and return its
+# next status line parsed (see status_parse).  Errors when the server does
+# not handle SIGUSR1 (it would be killed: no signal is sent then), when no
+# status line appears in time, or when it is malformed.
+proc server_status {h {timeout 3000}} {
+    set pid [dict get $h pid]
+    # (a server found through its port may not have set up its signal
+    # handlers yet)
+    if {![wait_until {[::lib::handles_usr1 $pid]} 1000]} {
+        error "no status line: the server (pid $pid) does not handle SIGUSR1"
+    }
+    set mark [server_log_mark $h]
+    exec kill -USR1 $pid
+    set line [server_wait_log $h {socks5: status [^\n]*\n} $timeout $mark]
+    return [status_parse [string trimright $line \n]]
+}
+
+# server_status_until h cond ?timeout_ms? -- ask for the status line every
+# 100 ms until the expression cond, evaluated in the caller with the
+# variable st set to the parsed line, is true.  Returns the last parsed
+# line (the caller checks it: at the deadline cond may still be false).
+proc server_status_until {h cond {timeout 5000}} {
+    upvar 1 st st
+    set deadline [expr {[clock milliseconds] + [ms $timeout]}]
+    while {1} {
+        set st [server_status $h]
+        if {[uplevel 1 [list expr $cond]] ||
+                [clock milliseconds] >= $deadline} {
+            return $st
+        }
+        pause 100
+    }
+}
+
+# status_settled h st0 keys -- after a load: wait (at most 5 s) for the
+# status line to say sessions=0, then report the fields named in keys as a
+# list, comparing with st0 (the parsed line right after startup, "" if there
+# was none): "sessions=N", "spill=free" (or "spill=FREE/TOTAL"), "fds=same"
+# (or "fds=N startup=M"), any other key as "key=VALUE".  Without a status
+# line the list is {status: WHY}.
+proc status_settled {h st0 keys} {
+    if {[catch {server_status_until $h {[dict get $st sessions] == 0} 5000} st]} {
+        return [list "status: $st"]
+    }
+    if {$st0 eq ""} {
+        return [list "status: none at startup"]
+    }
+    puts "status at startup: [dict get $st0 line]"
+    puts "status now:        [dict get $st line]"
+    set out {}
+    foreach k $keys {
+        switch -- $k {
+            spill {
+                if {[dict get $st spill] == [dict get $st spill_total]} {
+                    lappend out spill=free
+                } else {
+                    lappend out spill=[dict get $st spill]/[dict get $st spill_total]
+                }
+            }
+            fds {
+                if {[dict get $st fds] == [dict get $st0 fds]} {
+                    lappend out fds=same
+                } else {
+                    lappend out "fds=[dict get $st fds] startup=[dict get $st0 fds]"
+                }
+            }
+            default {
+                lappend out $k=[dict get $st $k]
+            }
+        }
+    }
+    return $out
+}
