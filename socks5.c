@@ -117,7 +117,8 @@
 #define SOCKS5_HS_SIZE		520	/* handshake bytes a session keeps */
 #endif
 #ifndef SOCKS5_FD_MARGIN
-#define SOCKS5_FD_MARGIN	4	/* descriptors kept out of the budget */
+#define SOCKS5_FD_MARGIN	1	/* kept out of the budget: a refused
+				   client's accept, the user file */
 #endif
 
 /* The largest handshake message is RFC 1929's: 1 + 1 + 255 + 1 + 255. */
@@ -1215,8 +1216,10 @@ fd_limit_get(void)
 /*
  * The loop is about to start: whatever is open now (the listener, the
  * pipes, syslog, an embedding program's own) stays open; sessions get
- * the rest, less a small margin for the user file, a probe socket and
- * the spare descriptor's dance.
+ * the rest, less SOCKS5_FD_MARGIN: one to accept a client only to
+ * refuse it, or to read the user file on SIGHUP, one at a time. (BIND's
+ * probe socket comes out of its own reserve; the spare descriptor,
+ * already open, is the last resort when another program took ours.)
  */
 static void
 fd_budget_start(void)
