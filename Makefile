@@ -30,8 +30,9 @@ TESTS	=
 FUZZSECS = 60
 XBIN	= test/tmp-bin
 QEMU_MIPS = qemu-mips -L /usr/mips-linux-gnu
-CLOCKTESTS = clockwrap sizes timeout bruteforce udp-frag tablefull spillpool \
-	halfclose bigtransfer
+CLOCKTESTS = clockwrap sizes timeout bruteforce pacing udp-frag udplate \
+	lookupqueue tablefull spillpool handshakepool status halfclose \
+	bigtransfer
 SANFLAGS = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer
 
