@@ -1741,6 +1741,7 @@ session_free(struct session *s)
 	buf_put(&s->down);
 	lookup_cancel(s);
 	(void)fd_reserve(s, 0);
+	memset(s->hs, 0, s->hslen);	/* a partial login, maybe */
 	s->hslen = 0;
 	s->state = S_FREE;
 	memset(s->user, 0, sizeof(s->user));
