@@ -280,8 +280,7 @@ static struct socks5_config conf;
 static int		 handshake_ms;	/* greeting .. reply, and connect */
 static int		 bind_ms;	/* BIND's wait for its peer */
 static unsigned long	 now;		/* ms clock, updated every pass */
-static unsigned long	 now_s;		/* seconds, from the same clock */
-static unsigned long	 now_ms_carry;	/* ms not yet counted in now_s */
+static unsigned long	 now_s;		/* whole seconds of the same clock */
 
 static struct session	*sess;		/* the table */
 static int		 nsess;
@@ -445,12 +444,17 @@ dest_str(const struct session *s)
 
 /*
  * Time is a millisecond count in an unsigned long: it wraps every 49.7
- * days where that is 32 bits. Times are only ever compared by their
- * difference, and every stored time is a deadline the loop wakes for
- * (the poll timeout is the earliest one, and at most a day), so no
- * stored time is ever compared when it is more than a day past due,
- * far inside the 24.8 days that a signed difference can tell apart.
+ * days where that is 32 bits, and times are only ever compared by their
+ * difference, which a signed long tells apart for 24.8 days either way.
+ * No deadline is ever set further ahead than LONGEST_WAIT_S (-t's
+ * largest value, 11.6 days), and the loop wakes for the earliest one, at
+ * least once a day. Should the loop not have run for LONGEST_WAIT_S (a
+ * stopped process, a suspended machine), the whole seconds of the same
+ * clock, which do not wrap, say so, and every stored time is taken as
+ * due at once (deadlines_passed): a comparison is right for any age.
  */
+#define LONGEST_WAIT_S	1000000UL
+
 #ifdef SOCKS5_TEST_CLOCK
 /*
  * Test builds only: the clock starts SOCKS5_TEST_CLOCK ms (or the
@@ -461,24 +465,27 @@ static volatile sig_atomic_t clock_jumps;
 static unsigned long	 clock_lead = SOCKS5_TEST_CLOCK;
 #endif
 
-static unsigned long
-clock_ms(void)
+static void	deadlines_passed(void);
+
+/* The monotonic clock: whole seconds, and milliseconds that wrap. */
+static void
+clock_read(unsigned long *sec, unsigned long *ms)
 {
-	unsigned long	 t;
+	unsigned long	 frac;
 #if defined(CLOCK_MONOTONIC)
 	struct timespec	 ts;
 
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
-		t = (unsigned long)ts.tv_sec * 1000UL +
-		    (unsigned long)(ts.tv_nsec / 1000000L);
-	else
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0) {
+		*sec = (unsigned long)ts.tv_sec;
+		frac = (unsigned long)(ts.tv_nsec / 1000000L);
+	} else
 #endif
 	{
 		struct timeval	 tv;
 
 		gettimeofday(&tv, NULL);
-		t = (unsigned long)tv.tv_sec * 1000UL +
-		    (unsigned long)(tv.tv_usec / 1000L);
+		*sec = (unsigned long)tv.tv_sec;
+		frac = (unsigned long)(tv.tv_usec / 1000L);
 	}
 #ifdef SOCKS5_TEST_CLOCK
 	{
@@ -486,29 +493,31 @@ clock_ms(void)
 		static int		 have;
 
 		if (!have) {
-			origin = t;
+			origin = *sec;
 			have = 1;
 			if (getenv("SOCKS5_CLOCK_LEAD_MS") != NULL)
 				clock_lead = strtoul(
 				    getenv("SOCKS5_CLOCK_LEAD_MS"), NULL, 10);
 		}
-		t = t - origin - clock_lead +
-		    (unsigned long)clock_jumps * 2160000000UL;
+		*sec = *sec - origin + (unsigned long)clock_jumps * 2160000UL;
+		*ms = *sec * 1000UL + frac - clock_lead;
+		return;
 	}
 #endif
-	return t;
+	*ms = *sec * 1000UL + frac;
 }
 
-/* Read the clock into now, and count whole seconds into now_s. */
+/* Read the clock into now and now_s; see if the loop slept too long. */
 static void
 clock_update(void)
 {
-	unsigned long	 t = clock_ms();
+	static int	 started;
+	unsigned long	 before = now_s;
 
-	now_ms_carry += t - now;
-	now = t;
-	now_s += now_ms_carry / 1000;
-	now_ms_carry %= 1000;
+	clock_read(&now_s, &now);
+	if (started && now_s - before >= LONGEST_WAIT_S)
+		deadlines_passed();
+	started = 1;
 }
 
 /* Is deadline a at or before time b, on a clock that wraps? */
@@ -3454,6 +3463,27 @@ sessions_expire(void)
 	}
 }
 
+/*
+ * The loop did not run for longer than any deadline can be away (see
+ * clock_update): every stored time has passed, whatever a wrapped
+ * difference would say, so each is made due now.
+ */
+static void
+deadlines_passed(void)
+{
+	struct session	*s;
+	int		 i;
+
+	for (i = 0; i < nactive; i++) {
+		s = &sess[active[i]];
+		s->deadline = s->rdeadline = s->lookup_deadline = now;
+	}
+	for (i = 0; i < SOCKS5_AUTH_TRACK; i++)
+		authpace[i].next = now;
+	listen_resume = now;
+	last_reap = now - 1000UL;
+}
+
 /* Lookup answers from the helpers. */
 static void
 lookups_read(void)
@@ -4034,7 +4064,8 @@ config_check(const struct socks5_config *cf)
 	else if (!pool_fits(cf->spill_buffers))
 		why = "spill_buffers: that many 64 KiB buffers exceed this "
 		    "system's address space";
-	else if (cf->idle_timeout < 0 || cf->idle_timeout > 1000000)
+	else if (cf->idle_timeout < 0 ||
+	    (unsigned long)cf->idle_timeout > LONGEST_WAIT_S)
 		why = "idle_timeout not in 1..1000000 seconds";
 	else if (cf->frag_timeout < 0 || cf->frag_timeout > 3600)
 		why = "frag_timeout not in 5..3600 seconds";
@@ -4492,7 +4523,7 @@ option(struct socks5_config *cf, int ch, const char *arg)
 		opt_pidfile = arg;
 		return OPT_TAKEN;
 	case 't':
-		return opt_number(&cf->idle_timeout, arg, 1, 1000000,
+		return opt_number(&cf->idle_timeout, arg, 1, (long)LONGEST_WAIT_S,
 		    "timeout");
 	case 'u':
 		cf->user_file = arg;
