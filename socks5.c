@@ -212,6 +212,10 @@ struct session {
 	unsigned	hslen;
 	unsigned char	method;		/* chosen method, 0xff before */
 	unsigned char	auth_ok;	/* S_AUTH_WAIT: the login was right */
+	unsigned char	ulen;		/* user name length (it may hold NUL) */
+	unsigned char	dnamelen;	/* dname length (likewise) */
+	int		pace;		/* S_AUTH_WAIT: its pacing entry */
+	unsigned long	pace_seq;	/* ... and its place in the queue */
 	unsigned char	cmd;		/* request command, 0 before */
 	unsigned char	datyp;		/* request ATYP, for the log */
 	unsigned	lookup_id;	/* the lookup out for it, 0 none */
@@ -429,12 +433,12 @@ dest_str(const struct session *s)
 	static char	 buf[1100];
 
 	if (s->datyp == SOCKS5_ATYP_DOMAIN)
-		(void)escape(buf, sizeof(buf) - 8, s->dname, strlen(s->dname));
+		(void)escape(buf, sizeof(buf) - 8, s->dname, s->dnamelen);
 	else if (s->datyp == SOCKS5_ATYP_IPV6)
 		(void)sprintf(buf, "[%s]", s->dname);
 	else
-		(void)strcpy(buf, s->cmd != 0 ? s->dname : "-");
-	if (s->cmd != 0)
+		(void)strcpy(buf, s->datyp != 0 ? s->dname : "-");
+	if (s->datyp != 0)
 		(void)sprintf(buf + strlen(buf), ":%u", (unsigned)s->dport);
 	return buf;
 }
@@ -697,13 +701,20 @@ static int
 users_read(const char *path, struct user *t, const char **why, int *lineno)
 {
 	char		 chunk[4096], line[520];
+	struct stat	 st;
 	size_t		 len = 0;
 	ssize_t		 n, i;
 	int		 fd, count = 0, toolong = 0;
 
 	*lineno = 0;
-	if ((fd = open(path, O_RDONLY)) == -1) {
+	/* O_NONBLOCK: a FIFO must not hold up the loop (nor startup). */
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK)) == -1) {
 		*why = strerror(errno);
+		return -1;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		*why = "not a regular file";
+		(void)close(fd);
 		return -1;
 	}
 	for (;;) {
@@ -719,8 +730,8 @@ users_read(const char *path, struct user *t, const char **why, int *lineno)
 			if (n > 0 && chunk[i] != '\n') {
 				if (len < sizeof(line))
 					line[len++] = chunk[i];
-				else
-					toolong = 1;
+				else if (line[0] != '#')
+					toolong = 1;	/* a comment may run on */
 				continue;
 			}
 			++*lineno;
@@ -1085,12 +1096,11 @@ rules_eval(const union sockaddr_any *peer, const char *user, int cmd,
 /* Log what rule i denied: a client, a request, a peer or a datagram. */
 static void
 rule_log(int prio, const union sockaddr_any *peer, const char *user,
-    const char *what, const union sockaddr_any *dst, int i)
+    size_t ulen, const char *what, const union sockaddr_any *dst, int i)
 {
 	char	 p[64], d[64], u[1100], why[32];
 
-	(void)escape(u, sizeof(u), user != NULL && *user ? user : "-",
-	    user != NULL && *user ? strlen(user) : 1);
+	(void)escape(u, sizeof(u), ulen > 0 ? user : "-", ulen > 0 ? ulen : 1);
 	if (i >= 0 && i < nrules)
 		(void)sprintf(why, "rule %d", i + 1);
 	else
@@ -1141,11 +1151,14 @@ rules_request(const struct session *s, int cmd, int fam,
 
 	if (fam != 0)
 		rip = rule_addr(&rfam, ip, cmd != SOCKS5_CMD_BIND);
-	if ((i = rules_eval(&s->peer, s->user, cmd, rfam, rip, port)) < 0)
+	/* A name with a NUL in it is no name a rule can give. */
+	if ((i = rules_eval(&s->peer, strlen(s->user) == s->ulen ? s->user :
+	    "", cmd, rfam, rip, port)) < 0)
 		return 0;
 	if (fam != 0)
 		(void)addr_make(&d, fam, ip, port);
-	rule_log(prio, &s->peer, s->user, what, fam != 0 ? &d : NULL, i);
+	rule_log(prio, &s->peer, s->user, s->ulen, what, fam != 0 ? &d : NULL,
+	    i);
 	return -1;
 }
 
@@ -1233,9 +1246,16 @@ fd_limit_get(void)
 static void
 fd_budget_start(void)
 {
+	long	 room;
+
 	fd_limit = fd_limit_get();
 	fd_fixed = fd_limit > 0 ? fd_count(fd_limit) : 0;
 	fd_reserved = 0;
+	room = fd_room() / 2;
+	if (room < nsess)
+		logmsg(LOG_WARNING, "warning: descriptor limit %ld serves "
+		    "only %ld of %d sessions (2 descriptors each, BIND 3, "
+		    "UDP 4)", fd_limit, room < 0 ? 0L : room, nsess);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1649,6 +1669,8 @@ static void	udp_start(struct session *, const struct request *);
 static void	udp_lookup_answer(struct session *, const struct lookup_ans *);
 static void	udp_release(struct session *);
 static void	lookup_answer(struct session *, const struct lookup_ans *);
+static void	authpace_leave(struct session *);
+static void	handshake_run(struct session *);
 
 static struct session *
 session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
@@ -1677,6 +1699,8 @@ session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
 	s->hslen = 0;
 	s->method = SOCKS5_METHOD_REJECT;
 	s->auth_ok = 0;
+	s->ulen = s->dnamelen = 0;
+	s->pace = -1;
 	s->cmd = 0;
 	s->datyp = 0;
 	s->lookup_id = 0;
@@ -1719,8 +1743,8 @@ session_log(const struct session *s)
 	cmd = s->cmd == SOCKS5_CMD_CONNECT ? "connect" :
 	    s->cmd == SOCKS5_CMD_BIND ? "bind" :
 	    s->cmd == SOCKS5_CMD_UDP ? "udp" : "-";
-	if (s->user[0] != '\0')
-		(void)escape(user, sizeof(user), s->user, strlen(s->user));
+	if (s->ulen > 0)
+		(void)escape(user, sizeof(user), s->user, s->ulen);
 	else
 		(void)strcpy(user, "-");
 	udp[0] = '\0';
@@ -1749,6 +1773,7 @@ session_free(struct session *s)
 	buf_put(&s->up);
 	buf_put(&s->down);
 	lookup_cancel(s);
+	authpace_leave(s);
 	(void)fd_reserve(s, 0);
 	memset(s->hs, 0, s->hslen);	/* a partial login, maybe */
 	s->hslen = 0;
@@ -1906,24 +1931,35 @@ st_greeting(struct session *s, const unsigned char *p)
 }
 
 /*
- * Login pacing. Failed logins from one address (for IPv6, one /64) are
- * answered SOCKS5_AUTH_DELAY_MS apart. While an address has had a
- * failure that recently, every login from it, right or wrong, waits in
- * S_AUTH_WAIT for a slot of its own, and one whose slot would come after
- * the handshake timeout is closed at once without its password being
- * looked at: neither an answer nor a close tells a guesser anything
- * sooner than one guess per delay. An entry lives until its last slot
- * has passed; when the table is full, the entry nearest its end goes.
+ * Login pacing. After a failed login from an address (for IPv6, its
+ * /64), no login from it is answered for SOCKS5_AUTH_DELAY_MS: until
+ * that gate opens, every login from it, right or wrong, waits in
+ * S_AUTH_WAIT, and they are answered in the order they came, one after
+ * another, each failure closing the gate for the delay again. So an
+ * address learns at most one failure per delay, however many
+ * connections it opens, while a right login only waits for the gate:
+ * once the failures stop, the gate stays open. At most as many logins
+ * as the handshake timeout holds delays wait per address; one more is
+ * closed at once, unanswered and its password unchecked, so that the
+ * close tells nothing either. An entry lives while it has logins
+ * waiting or its gate is closed; when all are busy, a login from an
+ * address without one is closed the same way: pacing fails closed.
  */
 static struct {
 	unsigned char	 used;
 	unsigned char	 fam;		/* AF_INET, AF_INET6, 0 unknown */
 	unsigned char	 key[8];	/* the IPv4 address, or the /64 */
-	unsigned long	 next;		/* the next free slot */
+	unsigned	 waiting;	/* its logins in S_AUTH_WAIT */
+	unsigned long	 gate;		/* no answer before this */
 } authpace[SOCKS5_AUTH_TRACK];
 static int		 authpace_used;
+static unsigned long	 authpace_seq;	/* arrival order of waiting logins */
 
-/* The entry for s's address; with make, a new one if it has none. */
+/*
+ * The entry for s's address, -1 if it has none; with make, a new one
+ * (taking a free entry, or else an idle one whose gate opens first),
+ * -1 when every entry has logins waiting.
+ */
 static int
 authpace_find(const struct session *s, int make)
 {
@@ -1942,79 +1978,48 @@ authpace_find(const struct session *s, int make)
 	(void)addr_unmap(&fam, raw);
 	memcpy(key, raw, fam == AF_INET ? 4 : 8);
 	for (i = 0; i < SOCKS5_AUTH_TRACK; i++) {
+		if (authpace[i].used && authpace[i].fam == fam &&
+		    memcmp(authpace[i].key, key, 8) == 0)
+			return i;
 		if (!authpace[i].used) {
 			if (pick < 0 || authpace[pick].used)
 				pick = i;
-			continue;
-		}
-		if (authpace[i].fam == fam &&
-		    memcmp(authpace[i].key, key, 8) == 0)
-			return i;
-		if (pick < 0 || (authpace[pick].used &&
-		    DUE(authpace[i].next, authpace[pick].next)))
+		} else if (authpace[i].waiting == 0 && (pick < 0 ||
+		    (authpace[pick].used &&
+		    DUE(authpace[i].gate, authpace[pick].gate))))
 			pick = i;
 	}
-	if (!make)
+	if (!make || pick < 0)
 		return -1;
 	if (!authpace[pick].used)
 		authpace_used++;
 	authpace[pick].used = 1;
 	authpace[pick].fam = fam;
 	memcpy(authpace[pick].key, key, 8);
-	authpace[pick].next = now;
+	authpace[pick].waiting = 0;
+	authpace[pick].gate = now;
 	return pick;
 }
 
-/*
- * When may a login from s be answered? 0: now; 1: at *when, a slot now
- * taken; -1: not before the handshake timeout, so never.
- */
+/* Does every entry have logins waiting, leaving none for an address? */
 static int
-authpace_slot(const struct session *s, unsigned long *when)
-{
-	int	 i = authpace_find(s, 0);
-
-	*when = now;
-	if (i < 0 || DUE(authpace[i].next, now))
-		return 0;
-	if (authpace[i].next - now > (unsigned long)handshake_ms)
-		return -1;
-	*when = authpace[i].next;
-	authpace[i].next += SOCKS5_AUTH_DELAY_MS;
-	return 1;
-}
-
-/* A login from s failed now: the next one waits at least the delay. */
-static void
-authpace_fail(const struct session *s)
-{
-	int	 i = authpace_find(s, 1);
-
-	if (DUE(authpace[i].next, now + SOCKS5_AUTH_DELAY_MS))
-		authpace[i].next = now + SOCKS5_AUTH_DELAY_MS;
-}
-
-/*
- * Forget the addresses whose slots have all passed, so that no stored
- * time grows old; set *first to when the next entry ends (if *have, only
- * when that is earlier). Runs as the poll set is built.
- */
-static void
-authpace_sweep(unsigned long *first, int *have)
+authpace_full(void)
 {
 	int	 i;
 
-	for (i = 0; i < SOCKS5_AUTH_TRACK && authpace_used > 0; i++) {
-		if (!authpace[i].used)
-			continue;
-		if (DUE(authpace[i].next, now)) {
-			authpace[i].used = 0;
-			authpace_used--;
-		} else if (!*have || DUE(authpace[i].next, *first)) {
-			*first = authpace[i].next;
-			*have = 1;
-		}
-	}
+	for (i = 0; i < SOCKS5_AUTH_TRACK; i++)
+		if (!authpace[i].used || authpace[i].waiting == 0)
+			return 0;
+	return 1;
+}
+
+/* s stops waiting for its address's gate. */
+static void
+authpace_leave(struct session *s)
+{
+	if (s->pace >= 0 && authpace[s->pace].waiting > 0)
+		authpace[s->pace].waiting--;
+	s->pace = -1;
 }
 
 /* Answer a login: 01 00 and on to the request, or 01 01 and close. */
@@ -2023,8 +2028,15 @@ auth_answer(struct session *s)
 {
 	static const unsigned char ok[2] = { SOCKS5_AUTH_VERSION, 0 };
 	static const unsigned char no[2] = { SOCKS5_AUTH_VERSION, 1 };
+	char	 peer[64], name[1100];
+	int	 i;
 
 	if (!s->auth_ok) {
+		logmsg(LOG_WARNING, "auth failed client=%s user=%s",
+		    addr_str(peer, sizeof(peer), &s->peer),
+		    escape(name, sizeof(name), s->user, s->ulen));
+		if ((i = authpace_find(s, 1)) >= 0)
+			authpace[i].gate = now + SOCKS5_AUTH_DELAY_MS;
 		s->result = "auth-failed";
 		session_close_with(s, no, 2);
 		return;
@@ -2034,40 +2046,116 @@ auth_answer(struct session *s)
 	reply_send(s, ok, 2);
 }
 
+/* A login that cannot wait is closed unanswered, its password unread. */
+static void
+auth_refuse_paced(struct session *s)
+{
+	char	 peer[64], name[1100];
+
+	logmsg(LOG_WARNING, "auth paced client=%s user=%s: closed unanswered",
+	    addr_str(peer, sizeof(peer), &s->peer),
+	    escape(name, sizeof(name), s->user, s->ulen));
+	session_end(s, "auth-paced");
+}
+
 /* S_AUTH: method 02 was chosen; a complete RFC 1929 request is in p. */
 static void
 st_auth(struct session *s, const unsigned char *p, size_t n)
 {
 	struct credentials	 c;
-	unsigned long		 when;
-	char			 peer[64], name[1100];
-	int			 slot;
+	unsigned		 most;
+	int			 i;
 
 	if (auth_parse(p, n, &c) <= 0)
 		return;			/* handshake_run measured it whole */
 	memcpy(s->user, c.name, c.ulen);
 	s->user[c.ulen] = '\0';
-	(void)addr_str(peer, sizeof(peer), &s->peer);
-	(void)escape(name, sizeof(name), s->user, c.ulen);
-	if ((slot = authpace_slot(s, &when)) == -1) {
-		logmsg(LOG_WARNING, "auth paced client=%s user=%s: closed "
-		    "unanswered", peer, name);
-		session_end(s, "auth-paced");
+	s->ulen = (unsigned char)c.ulen;
+	i = authpace_find(s, 0);
+	if (i < 0 && authpace_full()) {
+		auth_refuse_paced(s);	/* no entry to pace it with */
+		return;
+	}
+	if (i >= 0 && (authpace[i].waiting > 0 ||
+	    !DUE(authpace[i].gate, now))) {
+		most = (unsigned)(handshake_ms / SOCKS5_AUTH_DELAY_MS);
+		if (authpace[i].waiting >= (most > 0 ? most : 1)) {
+			auth_refuse_paced(s);
+			return;
+		}
+		s->auth_ok = (unsigned char)users_check(c.name, c.ulen,
+		    c.pass, c.plen);
+		authpace[i].waiting++;
+		s->pace = i;
+		s->pace_seq = ++authpace_seq;
+		s->state = S_AUTH_WAIT;
+		s->deadline = now + (unsigned long)handshake_ms;
 		return;
 	}
 	s->auth_ok = (unsigned char)users_check(c.name, c.ulen, c.pass,
 	    c.plen);
-	if (!s->auth_ok)
-		logmsg(LOG_WARNING, "auth failed client=%s user=%s", peer,
-		    name);
-	if (slot == 1) {
-		s->state = S_AUTH_WAIT;
-		s->deadline = when;
-		return;
-	}
-	if (!s->auth_ok)
-		authpace_fail(s);
 	auth_answer(s);
+}
+
+/* The login from entry i's address that has waited longest, or NULL. */
+static struct session *
+authpace_first(int i)
+{
+	struct session	*s, *first = NULL;
+	int		 k;
+
+	for (k = 0; k < nactive; k++) {
+		s = &sess[active[k]];
+		if (s->state == S_AUTH_WAIT && s->pace == i && (first == NULL ||
+		    (long)(s->pace_seq - first->pace_seq) < 0))
+			first = s;
+	}
+	return first;
+}
+
+/*
+ * Open gates: answer the waiting logins in turn until a failure closes
+ * the gate again; forget the addresses with nothing left to pace.
+ */
+static void
+authpace_run(void)
+{
+	struct session	*s;
+	int		 i;
+
+	for (i = 0; i < SOCKS5_AUTH_TRACK && authpace_used > 0; i++) {
+		if (!authpace[i].used)
+			continue;
+		while (authpace[i].waiting > 0 && DUE(authpace[i].gate, now)) {
+			if ((s = authpace_first(i)) == NULL) {
+				authpace[i].waiting = 0;
+				break;
+			}
+			authpace_leave(s);
+			auth_answer(s);
+			handshake_run(s);	/* a request sent behind it */
+			if (s->state == S_DONE)
+				session_free(s);
+		}
+		if (authpace[i].waiting == 0 && DUE(authpace[i].gate, now)) {
+			authpace[i].used = 0;
+			authpace_used--;
+		}
+	}
+}
+
+/* When the next gate opens, into *first (if *have, only if sooner). */
+static void
+authpace_next(unsigned long *first, int *have)
+{
+	int	 i;
+
+	for (i = 0; i < SOCKS5_AUTH_TRACK && authpace_used > 0; i++)
+		if (authpace[i].used &&
+		    (!*have || DUE(authpace[i].gate, *first))) {
+			*first = authpace[i].gate;
+			*have = 1;
+		}
 }
 
 /* Outgoing family allowed by -4/-6? */
@@ -2186,11 +2274,13 @@ st_request(struct session *s, const unsigned char *p, size_t n)
 	s->cmd = r.cmd;
 	s->datyp = r.atyp;
 	s->dport = (unsigned short)r.port;
-	if (r.atyp == SOCKS5_ATYP_DOMAIN)
+	if (r.atyp == SOCKS5_ATYP_DOMAIN) {
 		memcpy(s->dname, r.name, (size_t)r.namelen + 1);
-	else
+		s->dnamelen = r.namelen;
+	} else {
 		(void)inet_ntop(r.atyp == SOCKS5_ATYP_IPV4 ? AF_INET : AF_INET6,
 		    r.addr, s->dname, sizeof(s->dname));
+	}
 	if (r.cmd == SOCKS5_CMD_UDP) {
 		udp_start(s, &r);
 		return;
@@ -3344,7 +3434,7 @@ poll_build(void)
 		first = listen_resume;
 		have = 1;
 	}
-	authpace_sweep(&first, &have);
+	authpace_next(&first, &have);
 	if (!have)
 		return -1;
 	if (DUE(first, now))
@@ -3445,8 +3535,7 @@ sessions_expire(void)
 			session_end(s, "idle-timeout");
 			break;
 		case S_AUTH_WAIT:
-			auth_answer(s);		/* its slot has come */
-			handshake_run(s);
+			auth_refuse_paced(s);	/* its turn did not come */
 			break;
 		case S_CLOSING:
 		case S_LINGER:
@@ -3479,7 +3568,7 @@ deadlines_passed(void)
 		s->deadline = s->rdeadline = s->lookup_deadline = now;
 	}
 	for (i = 0; i < SOCKS5_AUTH_TRACK; i++)
-		authpace[i].next = now;
+		authpace[i].gate = now;
 	listen_resume = now;
 	last_reap = now - 1000UL;
 }
@@ -3580,7 +3669,7 @@ client_denied(const struct sockaddr *sa, socklen_t len)
 		memcpy(&peer, sa, (size_t)len);	/* else: unknown */
 	if ((i = rules_eval(&peer, NULL, 0, 0, NULL, 0)) < 0)
 		return 0;
-	rule_log(LOG_NOTICE, &peer, NULL, "client", NULL, i);
+	rule_log(LOG_NOTICE, &peer, NULL, 0, "client", NULL, i);
 	return 1;
 }
 
@@ -3734,7 +3823,7 @@ loop_dispatch(void)
 		got_status = 0;
 		status_log();
 	}
-	if (got_chld || now - last_reap >= 1000UL) {
+	if (!got_term && (got_chld || now - last_reap >= 1000UL)) {
 		got_chld = 0;
 		last_reap = now;
 		resolvers_reap();
@@ -3757,6 +3846,7 @@ loop_dispatch(void)
 		listen_paused = 0;
 	else if (ready(pi_listen))
 		clients_accept();
+	authpace_run();
 	sessions_expire();
 }
 
@@ -3880,12 +3970,11 @@ listener_announce(void)
 		    addr_str(buf, sizeof(buf), &listen_sa));
 }
 
-/* Raise the descriptor limit to the hard limit; warn if still short. */
+/* Raise the descriptor limit to the hard limit (fd_budget_start warns). */
 static void
 fdlimit_raise(void)
 {
 	struct rlimit	 rl;
-	long		 room;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
 		return;
@@ -3894,14 +3983,6 @@ fdlimit_raise(void)
 		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
 			(void)getrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (rl.rlim_cur == RLIM_INFINITY)
-		return;
-	room = ((long)rl.rlim_cur - 16) / 2;
-	if (room < nsess)
-		logmsg(LOG_WARNING, "warning: descriptor limit %ld serves "
-		    "only %ld of %d sessions (CONNECT takes 2 descriptors, "
-		    "BIND 3, UDP 4)", (long)rl.rlim_cur, room < 0 ? 0L : room,
-		    nsess);
 }
 
 static int
@@ -4383,6 +4464,8 @@ number(const char *s, long lo, long hi)
 	char	*end;
 	long	 v;
 
+	if (*s < '0' || *s > '9')	/* no sign, no blank */
+		return -1;
 	errno = 0;
 	v = strtol(s, &end, 10);
 	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
@@ -4481,6 +4564,8 @@ option(struct socks5_config *cf, int ch, const char *arg)
 	switch (ch) {
 	case '4':
 	case '6':
+		if (cf->family != 0 && cf->family != ch - '0')
+			return bad("family", "-4 with -6");
 		cf->family = ch - '0';
 		return OPT_TAKEN;
 	case 'a':
