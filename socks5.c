@@ -2089,7 +2089,9 @@ st_auth(struct session *s, const unsigned char *p, size_t n)
 		s->pace = i;
 		s->pace_seq = ++authpace_seq;
 		s->state = S_AUTH_WAIT;
-		s->deadline = now + (unsigned long)handshake_ms;
+		/* its turn is due within the timeout; the gate may run late */
+		s->deadline = now + (unsigned long)handshake_ms +
+		    SOCKS5_AUTH_DELAY_MS;
 		return;
 	}
 	s->auth_ok = (unsigned char)users_check(c.name, c.ulen, c.pass,
