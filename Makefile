@@ -15,6 +15,10 @@
 #                        fuzzers FUZZSECS each; fuzz-regress replays
 #                        test/fuzz/regress/* and the seeds
 #   make bench           side-by-side benchmark (by hand, minutes)
+#   make mutants         mutation testing: test/mutants/list against the
+#                        suite (MUTANTS=id,.. MUTANTS_JOBS=2 MUTANTS_FULL=1
+#                        MUTANTS_CHECK=1 MUTANTS_BASELINE=1
+#                        MUTANTS_TIMEOUT=secs)
 .POSIX:
 
 CC	= cc
@@ -91,6 +95,14 @@ fuzz-regress:
 
 bench:
 	sh test/bench/run.sh
+
+mutants:
+	sh test/deps.sh
+	CC="$(CC)" MUTANTS="$(MUTANTS)" MUTANTS_JOBS="$(MUTANTS_JOBS)" \
+	MUTANTS_FULL="$(MUTANTS_FULL)" MUTANTS_CHECK="$(MUTANTS_CHECK)" \
+	MUTANTS_TIMEOUT="$(MUTANTS_TIMEOUT)" MUTANTS_KEEP="$(MUTANTS_KEEP)" \
+	MUTANTS_BASELINE="$(MUTANTS_BASELINE)" \
+	sh test/mutants/run.sh
 
 install: socks5
 	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)
