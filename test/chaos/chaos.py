@@ -1748,8 +1748,18 @@ def scn_connect(sc, style=None, mode=None, slow=None, vanish=None,
             after = hdr + (up_first if mode != M_SOURCE else b'')
         r = sc.handshake(s, rec, request(1, host, port), style, deadline,
                          after)
-        if not sc.expect_rep(r, 0, 'CONNECT %s:%d (live target)' % (host,
-                                                                     port)):
+        want, desc = 0, 'live target'
+        if host.endswith('.test'):
+            want, desc = dns_want(sc, host, sc.t_req, MONO())
+        if r['rep'] != 0 and sc.expect_rep(r, want, 'CONNECT %s:%d (%s)' % (
+                host, port, desc)):
+            rec.want_result = {REP_NAMES.get(r['rep'], '?')}
+            recv_until_end(s, sc.dl(LINGER_S + 3))
+            rec.close_time()
+            sc.outcome('rep%02d' % r['rep'])
+            return
+        if not sc.expect_rep(r, want, 'CONNECT %s:%d (%s)' % (host, port,
+                                                               desc)):
             rec.want_result = {REP_NAMES.get(r['rep'], '?')}
             how, rest = recv_until_end(s, sc.dl(LINGER_S + 3))
             rec.close_time()
@@ -1773,9 +1783,15 @@ def scn_connect(sc, style=None, mode=None, slow=None, vanish=None,
             send_len = n
         if vanish in ('relay-mid', 'relay-halfclose'):
             part = rng.randint(0, max(0, send_len - 1)) if send_len else 0
-            duplex(s, part, token, v if mode != M_SINK else Verifier(0),
-                   deadline, offset=min(sent0, part), half_close=False,
-                   recv_to_eof=False)
+            part = max(part, sent0)
+            if mode == M_ECHO:
+                pv, v.expect = v, part          # wait for part's echo
+            elif mode == M_SOURCE:
+                pv, v.expect = v, min(n, rng.randint(0, 100000))
+            else:
+                pv = Verifier(0, 0)
+            duplex(s, part, token, pv, min(deadline, sc.dl(5)),
+                   offset=sent0, half_close=False, recv_to_eof=False)
             if vanish == 'relay-halfclose':
                 try:
                     s.shutdown(socket.SHUT_WR)
@@ -1862,6 +1878,7 @@ def scn_vanish(sc):
     """A client that goes away (FIN or RST) at one step."""
     ep = sc.ep
     what = sc.rng.choice(['connect'] * 3 + ['bind', 'udp'])
+    threading.current_thread().name += '/' + what
     points = [p for p in VANISH_POINTS
               if ep.cfg.auth or not p.startswith('auth')]
     if what == 'connect':
@@ -1871,7 +1888,8 @@ def scn_vanish(sc):
         if style == 'pipelined' and v in ('greeting', 'method', 'auth',
                                           'authreply', 'request-part'):
             style = 'normal'
-        if v == 'request' and ep.cfg.dns and sc.rng.random() < 0.5:
+        if v == 'request' and ep.cfg.dns and sc.rng.random() < 0.5 and \
+                MONO() + 4 * sc.slow < sc.until:
             # gone while its lookup runs
             scn_connect(sc, style='normal', vanish='request',
                         dest=(ep.name('slow', ms=sc.rng.choice(
@@ -2045,7 +2063,17 @@ def scn_bind(sc, vanish=None, timeout=False):
     try:
         r1 = sc.handshake(s, rec, request(2, dst, rng.randint(1, 65535)),
                           'normal', deadline)
-        if not sc.expect_rep(r1, 0, 'BIND %s first reply' % dst):
+        want, desc = 0, 'first reply'
+        if dst.endswith('.test'):
+            want, desc = dns_want(sc, dst, sc.t_req, MONO())
+            desc = 'first reply; ' + desc
+        if r1['rep'] != 0 and sc.expect_rep(r1, want, 'BIND %s (%s)' % (
+                dst, desc)):
+            rec.want_result = {REP_NAMES.get(r1['rep'], '?')}
+            recv_until_end(s, sc.dl(LINGER_S + 3))
+            sc.outcome('rep%02d' % r1['rep'])
+            return
+        if not sc.expect_rep(r1, want, 'BIND %s (%s)' % (dst, desc)):
             rec.want_result = {REP_NAMES.get(r1['rep'], '?')}
             recv_until_end(s, sc.dl(LINGER_S + 3))
             sc.outcome('rep%02d' % r1['rep'])
@@ -2765,6 +2793,45 @@ def small_echo(sc, s, token, n, deadline):
     return ok
 
 
+def dns_want(sc, name, t_req, t_rep):
+    """The reply a request for name (one of ours) must get, judged from
+    what our DNS responder did and when: REP 00 when every query was
+    answered well before the lookup deadline and no helper was stopped or
+    killed meanwhile, REP 04 when no answer left before the deadline (or
+    the name fails), else either. Also returns a description."""
+    ep = sc.ep
+    hs = ep.cfg.hs
+    tag = name.rsplit('-', 1)[1].split('.')[0]
+    kind = name.split('-', 1)[0]
+    info = ep.runner.dns.info(tag)
+    dist = ep.disturbed(t_req, t_rep)
+    margin = 0.5 * sc.slow
+    if kind in ('fail', 'drop'):
+        want = 4
+    else:
+        first_ans = info and info['first_answer']
+        last_ans = info and info['answered']
+        all_ans = info is not None and info['answers'] >= info['queries']
+        if all_ans and last_ans is not None and \
+                last_ans < t_req + hs - margin and not dist:
+            want = 0
+        elif first_ans is None or first_ans > t_req + hs + margin:
+            want = 4
+        else:
+            want = {0, 4}
+    desc = 'DNS %s' % ('answered %.2f s after the request' % (
+        info['answered'] - t_req) if info and info['answered'] else
+        'never asked' if not info else 'not answered')
+    if dist:
+        desc += '; a resolver helper was stopped or killed meanwhile'
+    sc.dns_info = info and dict(info, first=info['first'] - t_req,
+                                answered=(info['answered'] or t_req) - t_req,
+                                last=info['last'] - t_req,
+                                first_answer=(info['first_answer'] or
+                                              t_req) - t_req)
+    return want, desc
+
+
 def scn_dns(sc):
     """CONNECT to a name answered fast, slowly, too late, never or with
     NXDOMAIN; the reply must follow from what the DNS did and when."""
@@ -2776,6 +2843,9 @@ def scn_dns(sc):
     if hs <= 8:
         kinds.append('drop')
     kind = rng.choice(kinds)
+    if kind in ('late', 'drop', 'slow') and \
+            MONO() + (hs + 1) * sc.slow > sc.until:
+        kind = rng.choice(['fast', 'fail'])     # no time left to wait
     h = rng.randint(1, 3)
     if kind == 'fast':
         name = ep.name('fast', host=h)
@@ -2800,39 +2870,8 @@ def scn_dns(sc):
                          sc.dl(2 * hs + 10))
         t_rep = MONO()
         t_req = sc.t_req
-        info = ep.runner.dns.info(tag)
-        dist = ep.disturbed(t_req, t_rep)
-        margin = 0.5 * sc.slow
-        if kind in ('fail', 'failslow', 'drop'):
-            want = 4
-        else:
-            # REP 00 is due when every query was answered well before the
-            # lookup deadline and no helper was stopped or killed; REP 04
-            # when no answer at all left the DNS before it
-            first_ans = info and info['first_answer']
-            last_ans = info and info['answered']
-            all_ans = info is not None and info['answers'] >= info['queries']
-            if all_ans and last_ans is not None and \
-                    last_ans < t_req + hs - margin and not dist:
-                want = 0
-            elif first_ans is None or first_ans > t_req + hs + margin:
-                want = 4
-            else:
-                want = {0, 4}
-        what = 'CONNECT %s (%s; DNS %s)' % (name, kind, 'answered %.2f s '
-                                             'after the request' % (
-                                                 info['answered'] - t_req)
-                                             if info and info['answered']
-                                             else 'never asked' if not info
-                                             else 'not answered')
-        if dist:
-            what += '; a resolver helper was stopped or killed meanwhile'
-        sc.dns_info = info and dict(info, first=info['first'] - t_req,
-                                    answered=(info['answered'] or t_req) -
-                                    t_req, last=info['last'] - t_req,
-                                    first_answer=(info['first_answer'] or
-                                                  t_req) - t_req)
-        sc.expect_rep(r, want, what)
+        want, desc = dns_want(sc, name, t_req, t_rep)
+        sc.expect_rep(r, want, 'CONNECT %s (%s; %s)' % (name, kind, desc))
         el = t_rep - t_req
         sc.check(el <= hs + 2 * sc.slow, 'reply to a DOMAINNAME request '
                  'within the lookup time (%d s)' % hs,
@@ -3149,7 +3188,7 @@ def scn_flood(sc):
     stopper = None
     if stall:
         stopper = threading.Thread(target=ep.stall_all,
-                                   args=(hs + 1.0 * sc.slow,), daemon=True)
+                                   args=(hs + 2.5 * sc.slow,), daemon=True)
         stopper.start()
         time.sleep(0.1)
     udp = None
@@ -3173,6 +3212,8 @@ def scn_flood(sc):
                 c['end'] = g.how
             c['t0'] = MONO()
         if stall:
+            # the request pipe is full now: this association's lookups
+            # wait in the server's queue
             udp = threading.Thread(target=flood_udp, args=(sc,), daemon=True)
             udp.start()
         need = 2 + (2 if cfg.auth else 0) + 10
@@ -3232,7 +3273,7 @@ def scn_flood(sc):
         sc.outcome('flood-%s' % ('stall' if stall else 'plain'))
         say('  %s: %d name requests%s: %s' % (
             sc.name, len(conns), ', every helper stopped %.1f s' % (
-                hs + 1.0 * sc.slow) if stall else '',
+                hs + 2.5 * sc.slow) if stall else '',
             ' '.join('%s=%d' % kv for kv in sorted(counts.items()))))
     finally:
         for c in conns:
@@ -3262,14 +3303,17 @@ def flood_udp(sc0):
         with ep.lock:
             ep.assocs.append(a)
         port = ep.runner.udp.port
+        # a name while the request pipe is full (the lookup is queued), then
+        # another once that lookup has timed out, the pipe still full
         for i in range(2):
             nm = ep.name('fast', host=2)
             a.send(0, nm, port, a.payload(64), 'datagram to %s (helpers '
                    'stopped)' % nm, True)
             t0 = MONO()
-            while MONO() < t0 + ep.cfg.hs / 2.0 + 0.5:
+            while MONO() < t0 + (ep.cfg.hs + 0.3 * sc.slow if i == 0
+                                 else 1.0):
                 a.send(0, '127.0.0.1', port, a.payload(16), 'keepalive')
-                a.drain(0.5)
+                a.drain(min(0.5, ep.cfg.t / 3.0))
         a.drain(0.3)
         a.relay_drops = sum(udp_drops([a.relay[1]]).values())
         a.ended = MONO()
@@ -4101,7 +4145,7 @@ class Episode:
             self.seed, self.idx, self.secs, self.cmd.label,
             cfg.describe()))
         self.t0 = MONO()
-        tail = 3.0 + 1.0 * self.slow
+        tail = 2.5 + 1.5 * self.slow
         self.hard_end = self.t0 + self.secs - tail
         self.load_end = max(self.t0 + 2.0, self.hard_end - 1.0)
         self.hard_end = max(self.hard_end, self.load_end + 1.0)
