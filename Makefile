@@ -15,6 +15,10 @@
 #                        fuzzers FUZZSECS each; fuzz-regress replays
 #                        test/fuzz/regress/* and the seeds
 #   make bench           side-by-side benchmark (by hand, minutes)
+#   make chaos           seeded stress run against $(SOCKS5) (CHAOS_SEED,
+#                        CHAOS_SECS=60 per seed; test/chaos/chaos.py)
+#   make chaos-ci        the CI's chaos run: ./socks5 and ./socks5-asan,
+#                        seeds 1, 2 and a random one, about 80 s in all
 .POSIX:
 
 CC	= cc
@@ -91,6 +95,13 @@ fuzz-regress:
 
 bench:
 	sh test/bench/run.sh
+
+chaos: socks5
+	SOCKS5="$(SOCKS5)" python3 test/chaos/chaos.py
+
+chaos-ci: socks5 socks5-asan
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1 python3 test/chaos/chaos.py --ci
 
 install: socks5
 	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)

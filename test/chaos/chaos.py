@@ -15,7 +15,15 @@
 #   CHAOS_SLOW    multiplier for every time allowance (default: 1, 2 for a
 #                 command naming "asan", 4 for qemu or valgrind)
 #   CHAOS_STATUS  auto (default), 1 or 0: use the SIGUSR1 status line; auto
-#                 uses it when the binary contains "status sessions="
+#                 uses it when the binary contains "status sessions=" (or a
+#                 native server catches SIGUSR1)
+#   CHAOS_ARGS    fix the server options instead of drawing them, e.g.
+#                 "-c 16 -m 2 -t 5 -u" (-c -m -t -f -u -4 -6 understood)
+#   CHAOS_NOFILE  fix the descriptor limit (ulimit -n; 0: none)
+#   CHAOS_DNS     1 or 0: always or never use the fake DNS
+#   CHAOS_NETNS   0: stay in the host's network namespace (default as root:
+#                 a private one, unshare -n, so nothing else on the host
+#                 sees our ports, nor we theirs; port 53 included)
 #   CHAOS_KEEP    1: keep the work directory (server logs) even on success
 #   CHAOS_CI_BUDGET  seconds for the whole of --ci (default 80)
 #
@@ -28,9 +36,10 @@
 # and writers, clients vanishing (FIN or RST) at every step, bursts of wrong
 # passwords, BIND peers from the wrong address, DOMAINNAME requests answered
 # fast, slowly, too late, never or with NXDOMAIN by our own DNS responder
-# (127.0.0.1:53, bound into the server's view with unshare -m and
+# (127.53.0.1:53, bound into the server's view with unshare -m and
 # mount --bind over /etc/resolv.conf), resolver helpers stopped (SIGSTOP,
-# SIGCONT) and killed, UDP fragment sequences in order, interleaved,
+# SIGCONT) and killed, hundreds of lookups queued at once while every
+# helper is stopped, UDP fragment sequences in order, interleaved,
 # reordered, duplicated, too long or timed out, SIGHUP reloads of a changing
 # user file, and SIGTERM under load. Scenario choices come from the seed;
 # timing does not.
@@ -56,10 +65,16 @@
 #     at baseline;
 #   - no crash, exit status 0 soon after SIGTERM, no sanitizer report.
 #
+# A violation is reported once per cause where it can be told: a client
+# that sees a failure looks up its session line first (a session the
+# server ended for lack of a buffer is reported as that), and repeats of
+# one kind in an episode are counted but printed twice at most.
+#
 # Output: progress lines, a summary, and last "chaos: N passed, N failed".
 # Exit status 0 only without violations. Everything runs on loopback; every
 # process started here is stopped by pid at the end, also on errors and on
-# the global watchdog.
+# the global watchdog. Reproduce a violation with the seed, the server
+# command and the seconds it names (choices follow the seed; timing not).
 
 import argparse
 import collections
@@ -4558,7 +4573,7 @@ def main():
             seeds = parse_seeds(opts.seeds or '1,2,random')
             budget = float(env.get('CHAOS_CI_BUDGET', '80'))
             runs = len(cmds) * len(seeds)
-            secs = opts.secs or max(8.0, (budget - 1.5 * runs) / runs)
+            secs = opts.secs or max(8.0, budget / runs)
         else:
             text = opts.socks5 or [env.get('SOCKS5') or './socks5']
             cmds = [Cmd(t) for t in text]
@@ -4638,11 +4653,19 @@ def main():
                 'not seen in the binary; used if the process catches '
                 'SIGUSR1' if runner.status_mode == 'auto' else
                 'forced' if runner.status_mode == '1' else 'off'))
+        left = len(cmds) * len(seeds)
         for c in cmds:
             for seed in seeds:
                 if STOP.is_set():
                     break
-                runner.run_seed(c, seed, secs)
+                s = secs
+                if opts.ci:
+                    # keep to the budget: each run gets its share of what
+                    # is left (an overrun shortens the runs after it)
+                    s = max(6.0, min(secs, (t_start + budget - MONO()) /
+                                     left))
+                runner.run_seed(c, seed, s)
+                left -= 1
     except KeyboardInterrupt:
         interrupted = 'interrupted'
         TALLY.bad('harness', 'run completes', 'no interruption',
