@@ -26,6 +26,8 @@
 #                 sees our ports, nor we theirs; port 53 included)
 #   CHAOS_KEEP    1: keep the work directory (server logs) even on success
 #   CHAOS_CI_BUDGET  seconds for the whole of --ci (default 80)
+#   CHAOS_WATCHDOG   seconds after which a hung run is stopped (default:
+#                 the planned time plus generous slack)
 #
 # What it does: for each seed (and each server command) a series of
 # episodes, each a fresh server ("-l 127.0.0.1 -p 0 -v" plus options drawn
@@ -1221,6 +1223,19 @@ class Server:
 
     def alive(self):
         return self.p is not None and self.p.poll() is None
+
+    def catches(self, sig):
+        """Does our child catch sig? (SIGUSR1 and SIGHUP would end a
+        wrapper process that does not, e.g. timeout(1).)"""
+        try:
+            with open('/proc/%d/status' % self.pid) as f:
+                for line in f:
+                    if line.startswith('SigCgt:'):
+                        return bool(int(line.split()[1], 16) &
+                                    (1 << (sig - 1)))
+        except (OSError, ValueError):
+            pass
+        return False
 
     def send(self, sig):
         if self.alive():
@@ -3608,8 +3623,11 @@ class Episode:
         rng = self.act_rng
         cfg = self.cfg
         choices = []
-        if cfg.auth:
+        if cfg.auth and self.server.catches(signal.SIGHUP):
             choices += ['hup'] * 3
+        elif cfg.auth:
+            TALLY.note('the server process does not catch SIGHUP (a wrapper '
+                       'command?): no reloads')
         if cfg.dns:
             choices += ['stall', 'stall', 'kill']
         if self.status_on:
@@ -4390,6 +4408,12 @@ class Runner:
     def status_supported(self, cmd, srv):
         if self.status_mode == '0':
             return False
+        if not srv.catches(signal.SIGUSR1):
+            if cmd.has_status or self.status_mode == '1':
+                TALLY.note('the server process (pid %d) does not catch '
+                           'SIGUSR1 (a wrapper command?): no status line' %
+                           srv.pid)
+            return False
         if self.status_mode == '1' or cmd.has_status:
             return True
         try:
@@ -4612,6 +4636,8 @@ def main():
         limit = float(env.get('CHAOS_CI_BUDGET', '80')) * 1.5 + 30
     else:
         limit = runs * (secs + (2 * (30 if secs >= 25 else 8) + 40) * slow)
+    if env.get('CHAOS_WATCHDOG'):
+        limit = float(env['CHAOS_WATCHDOG'])
     done = threading.Event()
     runner = None
     state = {'runner': None}
