@@ -1394,6 +1394,7 @@ class ConnRec:
         self.want_cmd = None
         self.want_time = None       # (lo, hi) seconds
         self.close_bound = None     # seconds from close to line
+        self.why_bound = ''
         self.lenient = False        # no line required, few checks
         self.line = None
         self.assoc = None
@@ -1742,7 +1743,7 @@ def pick_size(rng, sc=None):
 
 
 def scn_connect(sc, style=None, mode=None, slow=None, vanish=None,
-                dest=None):
+                dest=None, rst_at_once=False):
     """CONNECT to a target and move seeded data both ways."""
     ep = sc.ep
     rng = sc.rng
@@ -1783,6 +1784,10 @@ def scn_connect(sc, style=None, mode=None, slow=None, vanish=None,
     s, rec = sc.open()
     sc.sock, sc.rec = s, rec
     rec.want_cmd = 'connect'
+    if rst_at_once and sc.vanish_how == 'rst':
+        # README: a reset while the lookup is pending is noticed at once
+        rec.close_bound = 2.0 * sc.slow
+        rec.why_bound = 'client reset while its lookup runs'
     deadline = sc.dl(2 * ep.cfg.hs + 20 + n / 200000.0 *
                      (1 + 20 * (rdelay + wdelay) + tslow / 5.0))
     try:
@@ -1929,7 +1934,8 @@ def scn_vanish(sc):
             # gone while its lookup runs
             scn_connect(sc, style='normal', vanish='request',
                         dest=(ep.name('slow', ms=sc.rng.choice(
-                            [500, 1500, 3000]), host=1), None))
+                            [500, 1500, 3000]), host=1), None),
+                        rst_at_once=True)
             return
         scn_connect(sc, style=style, vanish=v)
     elif what == 'bind':
@@ -2117,12 +2123,17 @@ def scn_bind(sc, vanish=None, timeout=False):
         hdr = HDR.pack(b'CHAO', mode, 0, 0, n, token)
         early = 0
         hdr_sent = False
-        if variant == 'early' or rng.random() < 0.25:
+        if variant == 'early' or rng.random() < 0.25 or vanish == 'bind-wait':
             early = 0 if mode == M_SOURCE else rng.randint(0, min(n, 30000))
             send_all(s, hdr + Stream(token).take(early), deadline)
             hdr_sent = True
         sc.vanish_at = vanish
         if vanish == 'bind-wait':
+            # README: EOF (or a reset) from the client while it waits ends
+            # the session at once
+            rec.close_bound = 2.0 * sc.slow
+            rec.why_bound = 'client gone while its BIND waits for the peer ' \
+                '(%d bytes sent early)' % (early + HDR.size)
             time.sleep(rng.choice([0, 0.05, 0.3]))
             sc.point('bind-wait')
         if timeout:
@@ -4133,9 +4144,11 @@ class Episode:
                 bound = rec.close_bound or (cfg.hs + LINGER_S + 3) * self.slow
                 late = line.t - rec.closed
                 sc.check(late <= bound, 'the session ends soon after its '
-                         'client is gone', '<= %.1f s' % bound,
-                         '%.2f s (%s)' % (late, tag), line.line,
-                         key=('late-line',))
+                         'client is gone' + (' (%s: README says at once)' %
+                                             rec.why_bound
+                                             if rec.why_bound else ''),
+                         '<= %.1f s' % bound, '%.2f s (%s)' % (late, tag),
+                         line.line, key=('late-line', rec.why_bound[:20]))
             if rec.want_time:
                 lo, hi = rec.want_time
                 sc.check(lo <= line.time <= hi, 'session time=',
