@@ -762,6 +762,10 @@ class TcpTargets:
             rec['t_end'] = MONO()
             close_quiet(c)
 
+    def forget(self):
+        with self.lock:
+            self.records = {}
+
     def close(self):
         self.stop.set()
         for s, _ in self.socks:
@@ -833,6 +837,10 @@ class UdpTargets:
     def drops(self):
         return sum(udp_drops([self.port]).values())
 
+    def forget(self):
+        with self.lock:
+            self.arrivals = collections.defaultdict(list)
+
     def close(self):
         self.stop.set()
         for s, _ in self.socks:
@@ -884,6 +892,10 @@ class Dns:
         self.thread = threading.Thread(target=self.loop, daemon=True,
                                        name='dns')
         self.thread.start()
+
+    def forget(self):
+        with self.lock:
+            self.tags = {}
 
     def info(self, tag):
         with self.lock:
@@ -3852,7 +3864,16 @@ class Episode:
     def load(self):
         kinds, weights = self.mix()
         n = 0
+        next_note = MONO() + 10
         while MONO() < self.load_end and not self.abort.is_set():
+            if MONO() >= next_note:
+                next_note += 10
+                with TALLY.lock:
+                    say('  progress: %.0f s into episode %d, %d scenarios; '
+                        'run so far: %d checks passed, %d violations, '
+                        '%.1f MB checked' % (
+                            MONO() - self.t0, self.idx, n, TALLY.passed,
+                            TALLY.failed, TALLY.bytes / 1e6))
             if not self.server.alive():
                 self.crash()
                 break
@@ -4281,6 +4302,12 @@ class Episode:
             self.load_over.set()
             self.cont_all()
             self.server.kill()
+            # one episode at a time: what the targets and the DNS kept for
+            # this one is no longer needed (an hour's run stays small)
+            self.runner.tcp.forget()
+            self.runner.udp.forget()
+            if self.runner.dns:
+                self.runner.dns.forget()
         with self.lock:
             nrec = len(self.records)
         prev, times = self.t0, []
