@@ -2618,7 +2618,7 @@ def scn_udp(sc, end=None):
             data = a.payload(size)
             p = a.send(0, dest, port, data, desc)
             if p and await_echo:
-                if not a.drain(2 * sc.slow, lambda: a.echoed(p)):
+                if not a.drain(min(2 * sc.slow, cfg.t / 2.0), lambda: a.echoed(p)):
                     a.late = True
             return p
 
@@ -2664,7 +2664,7 @@ def scn_udp(sc, end=None):
                 seq(dest, range(len(parts)), parts, act + ' %d frags' % len(
                     parts))
                 if rng.random() < 0.5:
-                    a.drain(2 * sc.slow, lambda: any(
+                    a.drain(min(2 * sc.slow, cfg.t / 2.0), lambda: any(
                         p['echo'] or a.echoed(p) for p in a.pred[-1:]))
             elif act in ('reorder', 'dup', 'duplast', 'gap'):
                 k = rng.randint(3, 6)
@@ -2769,7 +2769,7 @@ def scn_udp(sc, end=None):
                 n2 = ep.name('slow', ms=1500, host=3)
                 a.send(0, n2, port, a.payload(100), 'datagram to %s (a late '
                        'answer for %s is due meanwhile)' % (n2, n1), True)
-                a.drain(2.0 * sc.slow)
+                a.drain(min(2.0 * sc.slow, cfg.t / 2.0))
             elif act == 'timer':
                 if MONO() + cfg.f + 2 * a.margin + 1 > until:
                     continue
@@ -2795,6 +2795,8 @@ def scn_udp(sc, end=None):
                                  MONO() + cfg.t + 3 < until + 5 else []))
         if end in ('fin', 'idle'):
             a.drain(0.3 * sc.slow)
+        if end != 'idle':
+            a.maxgap = max(a.maxgap, MONO() - a.last)   # the last pause too
         a.relay_drops = sum(udp_drops([a.relay[1]]).values())
         t_end = MONO()
         if end == 'idle':
@@ -3411,6 +3413,7 @@ def flood_udp(sc0):
                 a.send(0, '127.0.0.1', port, a.payload(16), 'keepalive')
                 a.drain(min(0.5, ep.cfg.t / 3.0))
         a.drain(0.3)
+        a.maxgap = max(a.maxgap, MONO() - a.last)
         a.relay_drops = sum(udp_drops([a.relay[1]]).values())
         a.ended = MONO()
         close_quiet(s)
