@@ -713,7 +713,7 @@ class TcpTargets:
         try:
             try:
                 hdr = recv_exact(c, HDR.size, MONO() + 300)
-            except Gone as g:
+            except Gone:
                 return
             magic, mode, slow, flags, n, token = HDR.unpack(hdr)
             if magic != b'CHAO':
@@ -1971,7 +1971,8 @@ def scn_refused_port(sc):
         rec.want_result = {REP_NAMES.get(r['rep'], '?')}
         how, rest = recv_until_end(s, sc.dl(LINGER_S + 3))
         sc.check(how in ('eof', 'reset') and rest == b'',
-                 'closed after the failure reply', 'EOF', '%s %r' % (how, rest))
+                 'closed after the failure reply', 'EOF',
+                 '%s %r' % (how, rest))
         sc.outcome('rep%02d' % r['rep'])
     except (Refused, Vanished):
         pass
@@ -2149,7 +2150,6 @@ def scn_bind(sc, vanish=None, timeout=False):
             time.sleep(rng.choice([0, 0.05, 0.3]))
             sc.point('bind-wait')
         if timeout:
-            t0 = MONO()
             r2 = read_reply(s, sc.dl(ep.cfg.bind_s + 5))
             el = MONO() - rec.opened
             sc.expect_rep(r2, 6, 'BIND without a peer: second reply')
@@ -2618,7 +2618,8 @@ def scn_udp(sc, end=None):
             data = a.payload(size)
             p = a.send(0, dest, port, data, desc)
             if p and await_echo:
-                if not a.drain(min(2 * sc.slow, cfg.t / 2.0), lambda: a.echoed(p)):
+                if not a.drain(min(2 * sc.slow, cfg.t / 2.0),
+                               lambda: a.echoed(p)):
                     a.late = True
             return p
 
@@ -2691,8 +2692,10 @@ def scn_udp(sc, end=None):
                                                          order]))
             elif act == 'interleave':
                 d2 = dest if rng.random() < 0.5 else rng.choice(ipdests)
-                pa = frags(a.payload(rng.choice([100, 3000])), rng.randint(2, 4))
-                pb = frags(a.payload(rng.choice([100, 3000])), rng.randint(2, 4))
+                pa = frags(a.payload(rng.choice([100, 3000])),
+                           rng.randint(2, 4))
+                pb = frags(a.payload(rng.choice([100, 3000])),
+                           rng.randint(2, 4))
                 ia = [('a', i) for i in range(len(pa))]
                 ib = [('b', i) for i in range(len(pb))]
                 merged = []
@@ -2926,7 +2929,6 @@ def scn_dns(sc):
         name = ep.name('fail', ms=rng.choice([300, 1200]))
     else:
         name = ep.name('drop')
-    tag = name.rsplit('-', 1)[1].split('.')[0]
     s, rec = sc.open()
     sc.sock, sc.rec = s, rec
     n = rng.choice([0, 10, 5000, 100000])
