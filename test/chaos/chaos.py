@@ -2648,6 +2648,8 @@ def scn_udp(sc, end=None):
                 break
             act = rng.choice(acts)
             dest = rng.choice(ipdests)
+            with TALLY.lock:
+                TALLY.outcomes[('udp (datagram cases)', act)] += 1
             if act == 'single':
                 size = rng.choice([16, 100, 1400, 8000, 30000, 61000])
                 single(size, dest, await_echo=rng.random() < 0.7)
@@ -4545,12 +4547,15 @@ def summary(runner, cmds, seeds, secs, t_start, interrupted=None):
         total = sum(n for _, n in sess)
         say('  scenarios driven: %d: %s' % (total, ', '.join(
             '%s %d' % kv for kv in sess)))
-        for kind, n in sess:
+        kinds = [k for k, _ in sess]
+        kinds += sorted(set(k[0] for k in outs) - set(kinds))
+        for kind in kinds:
             o = sorted(((k[1], v) for k, v in outs.items() if k[0] == kind),
                        key=lambda kv: -kv[1])
             if o:
-                say('    %-16s %s' % (kind, ', '.join('%s %d' % kv
-                                                     for kv in o[:8])))
+                say('    %-16s %s' % (kind, ', '.join(
+                    '%s %d' % kv for kv in o[:8 if kind != 'udp (datagram '
+                                            'cases)' else 20])))
         say('  bytes checked: %d (%.1f MB)' % (TALLY.bytes,
                                                TALLY.bytes / 1e6))
         say('  violations: %d%s' % (TALLY.failed, ' (%d harness errors)' %
