@@ -929,10 +929,8 @@ class Dns:
                 self.query(pkt, peer)
 
     def send(self, pkt, peer, tag):
-        try:
-            self.sock.sendto(pkt, peer)
-        except OSError:
-            pass
+        # counted before it leaves: the server may act on it (and a client
+        # ask about it) before sendto() even returns here
         if tag:
             with self.lock:
                 d = self.tags.get(tag)
@@ -941,6 +939,10 @@ class Dns:
                     if d['first_answer'] is None:
                         d['first_answer'] = d['answered']
                     d['answers'] += 1
+        try:
+            self.sock.sendto(pkt, peer)
+        except OSError:
+            pass
 
     @staticmethod
     def parse(pkt):
