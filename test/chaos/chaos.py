@@ -7,7 +7,8 @@
 #                               [--socks5 CMD]... [--ci] [--keep] [-v]
 #
 # Environment (the options win):
-#   CHAOS_SEED    seed of the run; default: a random one, printed first
+#   CHAOS_SEED    seed of the run (or A-B, A,B,C); default: a random one,
+#                 printed first
 #   CHAOS_SECS    seconds per seed (and per server command), default 60;
 #                 a run ends up to one handshake timeout later
 #   SOCKS5        server command, split like a shell line, default ./socks5
