@@ -18,7 +18,7 @@
 #   make chaos           seeded stress run against $(SOCKS5) (CHAOS_SEED,
 #                        CHAOS_SECS=60 per seed; test/chaos/chaos.py)
 #   make chaos-ci        the CI's chaos run: ./socks5 and ./socks5-asan,
-#                        seeds 1, 2 and a random one, about 80 s in all
+#                        seeds 1, 2 and a random one, about 75 s in all
 .POSIX:
 
 CC	= cc
