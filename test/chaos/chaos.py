@@ -4002,6 +4002,13 @@ class Episode:
                            used, 100.0 * used / HZ / window),
                        'sessions still open by our count: %d' % len(
                            self.open_records()))
+        overdue = [r for r in self.open_records()]
+        why = ''
+        if overdue:
+            why = '; %d session(s) still open past their deadline (%s), ' \
+                'reported on their own' % (len(overdue), ', '.join(sorted(
+                    set(r.sc.name.split('#')[0] for r in overdue))))
+        self.overdue_why = why
         fds = proc_fds(srv.pid)
         if fds is not None:
             extra = ['%d -> %s' % (fd, t) for fd, t in sorted(fds.items())
@@ -4011,9 +4018,9 @@ class Episode:
             self.check(len(fds) == len(self.base_fds),
                        'descriptors back to the startup count after the load',
                        '%d' % len(self.base_fds), '%d' % len(fds),
-                       'new or changed: %s; gone: %s' % (
+                       'new or changed: %s; gone: %s%s' % (
                            ', '.join(extra[:12]) or '-',
-                           ', '.join(gone[:12]) or '-'))
+                           ', '.join(gone[:12]) or '-', why))
         if self.status_on:
             st = srv.status(3 * self.slow)
             self.check_status_base(st)
@@ -4075,7 +4082,8 @@ class Episode:
                 st.get('fds'), b and '%d/%d' % b))
         self.check(not probs, 'status line at baseline after the load',
                    'no sessions, every buffer free, nothing queued, fds as '
-                   'at startup, every helper alive', '; '.join(probs))
+                   'at startup, every helper alive', '; '.join(probs),
+                   getattr(self, 'overdue_why', '').lstrip('; '))
 
     def terminate(self):
         srv = self.server
