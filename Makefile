@@ -19,6 +19,10 @@
 #                        suite (MUTANTS=id,.. MUTANTS_JOBS=2 MUTANTS_FULL=1
 #                        MUTANTS_CHECK=1 MUTANTS_BASELINE=1
 #                        MUTANTS_TIMEOUT=secs)
+#   make chaos           seeded stress run against $(SOCKS5) (CHAOS_SEED,
+#                        CHAOS_SECS=60 per seed; test/chaos/chaos.py)
+#   make chaos-ci        the CI's chaos run: ./socks5 and ./socks5-asan,
+#                        seeds 1, 2 and a random one, about 75 s in all
 .POSIX:
 
 CC	= cc
@@ -103,6 +107,13 @@ mutants:
 	MUTANTS_TIMEOUT="$(MUTANTS_TIMEOUT)" MUTANTS_KEEP="$(MUTANTS_KEEP)" \
 	MUTANTS_BASELINE="$(MUTANTS_BASELINE)" \
 	sh test/mutants/run.sh
+
+chaos: socks5
+	SOCKS5="$(SOCKS5)" python3 test/chaos/chaos.py
+
+chaos-ci: socks5 socks5-asan
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1 python3 test/chaos/chaos.py --ci
 
 install: socks5
 	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)
