@@ -116,6 +116,7 @@ static ssize_t	 fk_sendto(int, const void *, size_t, int,
 		    const struct sockaddr *, socklen_t);
 static int	 fk_open(const char *, int, ...);
 static int	 fk_close(int);
+static int	 fk_fstat(int, struct stat *);
 static int	 fk_getaddrinfo(const char *, const char *,
 		    const struct addrinfo *, struct addrinfo **);
 static pid_t	 fk_fork(void);
@@ -137,6 +138,7 @@ static pid_t	 fk_fork(void);
 #define sendto(a, b, c, d, e, f)	fk_sendto(a, b, c, d, e, f)
 #define open(...)			fk_open(__VA_ARGS__)
 #define close(a)			fk_close(a)
+#define fstat(a, b)			fk_fstat(a, b)
 #define getaddrinfo(a, b, c, d)		fk_getaddrinfo(a, b, c, d)
 #define fork()				fk_fork()
 
@@ -159,6 +161,7 @@ static pid_t	 fk_fork(void);
 #undef sendto
 #undef open
 #undef close
+#undef fstat
 #undef getaddrinfo
 #undef fork
 
@@ -681,6 +684,18 @@ fk_open(const char *path, int flags, ...)
 	}
 	fprintf(stderr, "fuzz: open(%s, %d) not expected\n", path, flags);
 	abort();
+}
+
+/* The user file is a regular file; the fake is /dev/null underneath. */
+static int
+fk_fstat(int fd, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (is_fake(fd) && fk[fd].kind == K_USERS) {
+		st->st_mode = S_IFREG | 0600;
+		return 0;
+	}
+	return fstat(fd, st);
 }
 
 static int
@@ -1229,8 +1244,11 @@ session_check(void)
 	CHECK(s->up.len <= SOCKS5_BUFSIZE && s->down.len <= SOCKS5_BUFSIZE);
 	CHECK(s->up.off + s->up.len <= SOCKS5_BUFSIZE);
 	CHECK(s->down.off + s->down.len <= SOCKS5_BUFSIZE);
-	CHECK(s->up.buf >= 0 || s->up.len == 0);
+	/* Pending bytes live in a spill buffer, or (up) in hs. */
+	CHECK(s->up.len == 0 || (s->up.buf >= 0 ? s->up.data ==
+	    BUF(s->up.buf) : s->up.data == s->hs));
 	CHECK(s->down.buf >= 0 || s->down.len == 0);
+	CHECK(s->hslen <= sizeof(s->hs));
 	CHECK(s->up.buf < T_POOL && s->down.buf < T_POOL);
 	CHECK(s->up.buf < 0 || s->up.buf != s->down.buf);
 	CHECK(stolen_buf < 0 || (s->up.buf != stolen_buf &&
@@ -1471,7 +1489,7 @@ record(int type, const unsigned char *p, size_t n)
 	case R_LOOKUP:
 		memset(&ans, 0, sizeof(ans));
 		ans.slot = (unsigned)(g_s - sess);
-		ans.gen = g_s->gen;
+		ans.id = g_s->lookup_id;
 		stale = 0;
 		if (n > 0) {
 			ans.naddr = (p[0] & 0x7f) % (SOCKS5_MAXADDR + 1);
@@ -1494,8 +1512,8 @@ record(int type, const unsigned char *p, size_t n)
 			ans.afam[i] = e[0] & 1 ? AF_INET6 : AF_INET;
 			memcpy(ans.aaddr[i], e + 1, 16);
 		}
-		if (stale)	/* for a session that is gone: ignored */
-			ans.gen--;
+		if (stale)	/* not the lookup it has out: ignored */
+			ans.id++;
 		/* Through the answer pipe, as from a helper. */
 		memcpy(ra_buf, &ans, sizeof(ans));
 		ra_len = sizeof(ans);
@@ -1707,8 +1725,8 @@ t_session(const unsigned char *p, size_t n, int udp)
 	g_tick = 0;
 	g_log_strict = 1;
 	now = 1000000UL;
-	memset(authfail, 0, sizeof(authfail));
-	authfail_ring = 0;
+	memset(authpace, 0, sizeof(authpace));
+	authpace_used = 0;
 
 	/*
 	 * Sessions one after another, each until it is freed; the failed
