@@ -13,8 +13,9 @@
  * it drains. An idle session holds no buffer at all.
  *
  * The file reads from top to bottom: tunables, compat, types, globals,
- * logging, helpers, users, the buffer pool, the protocol parsers, the
- * resolver, sessions, the states, the loop, startup, the API, main().
+ * logging, helpers, users, access rules, the buffer pool, the descriptor
+ * budget, the protocol parsers, the resolver, sessions, the states, the
+ * loop, startup, the API, main().
  */
 
 #define _XOPEN_SOURCE 600	/* POSIX.1-2001 with XSI: the only one */
