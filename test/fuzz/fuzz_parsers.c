@@ -1049,7 +1049,7 @@ users_ref(const unsigned char *p, size_t n, struct user *t)
 	while (i < n) {
 		nl = memchr(p + i, '\n', n - i);
 		len = nl ? (size_t)(nl - (p + i)) : n - i;
-		if (len > 520)
+		if (len > 520 && p[i] != '#')	/* a comment may run on */
 			return -1;
 		k = len;
 		if (k > 0 && p[i + k - 1] == '\r')
