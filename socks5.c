@@ -362,6 +362,10 @@ static volatile sig_atomic_t got_term, got_hup, got_chld, got_status;
 static unsigned long	 last_reap;	/* resolvers checked then */
 static int		 ready_fd = -1;	/* -d: tells the parent we are up */
 static int		 pid_fd = -1;	/* -P: the pid file */
+static union sockaddr_any bind_sa;	/* -b, parsed once */
+static int		 have_bind;
+static union sockaddr_any ext_sa;	/* -e, parsed once */
+static int		 have_ext;
 
 /* ------------------------------------------------------------------ */
 /* Logging: one line each, "socks5: " first, to stderr or syslog.      */
@@ -606,6 +610,47 @@ addr_make(union sockaddr_any *a, int fam, const unsigned char *raw,
 	return sizeof(a->sin6);
 }
 
+/* Bytes in a raw address of family fam. */
+#define ADDR_LEN(fam)	((fam) == AF_INET ? 4 : 16)
+
+/* The prefix of an IPv4-mapped IPv6 address, ::ffff:a.b.c.d. */
+static const unsigned char v4mapped[12] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+};
+
+/* The raw address bytes of a socket address (IPv4 or IPv6). */
+static const unsigned char *
+sa_ip(const union sockaddr_any *a)
+{
+	return a->sa.sa_family == AF_INET ?
+	    (const unsigned char *)&a->sin.sin_addr :
+	    (const unsigned char *)&a->sin6.sin6_addr;
+}
+
+/* Its port, in host order. */
+static unsigned
+sa_port(const union sockaddr_any *a)
+{
+	return ntohs(a->sa.sa_family == AF_INET ? a->sin.sin_port :
+	    a->sin6.sin6_port);
+}
+
+static void
+sa_set_port(union sockaddr_any *a, unsigned port)
+{
+	if (a->sa.sa_family == AF_INET)
+		a->sin.sin_port = htons((unsigned short)port);
+	else
+		a->sin6.sin6_port = htons((unsigned short)port);
+}
+
+/* Its length, for bind(), connect() and sendto(). */
+static socklen_t
+sa_len(const union sockaddr_any *a)
+{
+	return a->sa.sa_family == AF_INET ? sizeof(a->sin) : sizeof(a->sin6);
+}
+
 /*
  * An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is the IPv4 address:
  * rewrite fam/raw in place, so that -4, -6 and the rules see the family
@@ -614,11 +659,7 @@ addr_make(union sockaddr_any *a, int fam, const unsigned char *raw,
 static int
 addr_unmap(unsigned char *fam, unsigned char *raw)
 {
-	static const unsigned char mapped[12] = {
-		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
-	};
-
-	if (*fam == AF_INET6 && memcmp(raw, mapped, 12) == 0) {
+	if (*fam == AF_INET6 && memcmp(raw, v4mapped, 12) == 0) {
 		memmove(raw, raw + 12, 4);
 		memset(raw + 4, 0, 12);
 		*fam = AF_INET;
@@ -633,9 +674,6 @@ addr_is_loopback(const union sockaddr_any *a)
 	static const unsigned char v6lo[16] = {
 		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1
 	};
-	static const unsigned char mapped[12] = {
-		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
-	};
 	const unsigned char *ip;
 
 	if (a->sa.sa_family == AF_INET) {
@@ -646,7 +684,7 @@ addr_is_loopback(const union sockaddr_any *a)
 		return 0;
 	ip = a->sin6.sin6_addr.s6_addr;
 	return memcmp(ip, v6lo, 16) == 0 ||
-	    (memcmp(ip, mapped, 12) == 0 && ip[12] == 127);
+	    (memcmp(ip, v4mapped, 12) == 0 && ip[12] == 127);
 }
 
 /* "1.2.3.4:80" or "[::1]:80"; "-" for anything else. */
@@ -657,12 +695,10 @@ addr_str(char *buf, size_t size, const union sockaddr_any *a)
 
 	if (a->sa.sa_family == AF_INET &&
 	    inet_ntop(AF_INET, &a->sin.sin_addr, host, sizeof(host)))
-		(void)sprintf(buf, "%s:%u", host,
-		    (unsigned)ntohs(a->sin.sin_port));
+		(void)sprintf(buf, "%s:%u", host, sa_port(a));
 	else if (a->sa.sa_family == AF_INET6 && size >= 56 &&
 	    inet_ntop(AF_INET6, &a->sin6.sin6_addr, host, sizeof(host)))
-		(void)sprintf(buf, "[%s]:%u", host,
-		    (unsigned)ntohs(a->sin6.sin6_port));
+		(void)sprintf(buf, "[%s]:%u", host, sa_port(a));
 	else
 		(void)strcpy(buf, "-");
 	return buf;
@@ -1061,9 +1097,7 @@ rules_eval(const union sockaddr_any *peer, const char *user, int cmd,
 
 	if (nrules == 0)
 		return -1;
-	cip = pfam == AF_INET ? (const unsigned char *)&peer->sin.sin_addr :
-	    (const unsigned char *)&peer->sin6.sin6_addr;
-	cip = rule_addr(&pfam, cip, 0);
+	cip = rule_addr(&pfam, sa_ip(peer), 0);
 	for (i = 0; i < nrules; i++) {
 		r = &rules[i];
 		unknown = 0;
@@ -1121,16 +1155,13 @@ rule_log(int prio, const union sockaddr_any *peer, const char *user,
 static const unsigned char *
 rule_addr(int *fam, const unsigned char *ip, int zero_is_local)
 {
-	static const unsigned char mapped[12] = {
-		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
-	};
 	static const unsigned char zero[16] = { 0 };
 	static const unsigned char lo4[4] = { 127, 0, 0, 1 };
 	static const unsigned char lo6[16] = {
 		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1
 	};
 
-	if (*fam == AF_INET6 && memcmp(ip, mapped, 12) == 0) {
+	if (*fam == AF_INET6 && memcmp(ip, v4mapped, 12) == 0) {
 		*fam = AF_INET;
 		ip += 12;
 	}
@@ -1424,14 +1455,14 @@ socksaddr_build(unsigned char *p, const union sockaddr_any *a)
 	if (a != NULL && a->sa.sa_family == AF_INET6) {
 		p[0] = SOCKS5_ATYP_IPV6;
 		memcpy(p + 1, &a->sin6.sin6_addr, 16);
-		port = ntohs(a->sin6.sin6_port);
+		port = sa_port(a);
 		n = 17;
 	} else {
 		p[0] = SOCKS5_ATYP_IPV4;
 		memset(p + 1, 0, 4);
 		if (a != NULL && a->sa.sa_family == AF_INET) {
 			memcpy(p + 1, &a->sin.sin_addr, 4);
-			port = ntohs(a->sin.sin_port);
+			port = sa_port(a);
 		}
 		n = 5;
 	}
@@ -1977,7 +2008,7 @@ authpace_find(const struct session *s, int make)
 	else
 		fam = 0;
 	(void)addr_unmap(&fam, raw);
-	memcpy(key, raw, fam == AF_INET ? 4 : 8);
+	memcpy(key, raw, fam == AF_INET ? 4 : 8);	/* IPv6: the /64 */
 	for (i = 0; i < SOCKS5_AUTH_TRACK; i++) {
 		if (authpace[i].used && authpace[i].fam == fam &&
 		    memcmp(authpace[i].key, key, 8) == 0)
@@ -2173,16 +2204,7 @@ family_ok(int fam)
 static int
 family_allowed(int fam)
 {
-	union sockaddr_any	 b;
-	socklen_t		 blen;
-
-	if (!family_ok(fam))
-		return 0;
-	if (conf.bind_addr != NULL &&
-	    (addr_parse(&b, &blen, conf.bind_addr, 0) == -1 ||
-	    b.sa.sa_family != fam))
-		return 0;
-	return 1;
+	return family_ok(fam) && (!have_bind || bind_sa.sa.sa_family == fam);
 }
 
 static void
@@ -2446,9 +2468,8 @@ connect_next(struct session *s)
 			continue;
 		}
 		set_cloexec(fd);
-		if (set_nonblock_new(fd) == -1 || (conf.bind_addr != NULL &&
-		    (addr_parse(&b, &blen, conf.bind_addr, 0) == -1 ||
-		    bind(fd, &b.sa, blen) == -1))) {
+		if (set_nonblock_new(fd) == -1 || (have_bind &&
+		    bind(fd, &bind_sa.sa, sa_len(&bind_sa)) == -1)) {
 			s->lasterr = errno;
 			(void)close(fd);
 			continue;
@@ -2513,8 +2534,8 @@ dst_is_any(const struct session *s)
 {
 	static const unsigned char zero[16] = { 0 };
 
-	return s->naddr == 1 && memcmp(s->aaddr[0], zero,
-	    s->afam[0] == AF_INET ? 4 : 16) == 0;
+	return s->naddr == 1 &&
+	    memcmp(s->aaddr[0], zero, ADDR_LEN(s->afam[0])) == 0;
 }
 
 /*
@@ -2531,10 +2552,11 @@ bind_local(struct session *s, int fam, union sockaddr_any *a,
 	socklen_t		 dlen;
 	int			 fd, lo;
 
-	if (conf.bind_addr != NULL &&
-	    addr_parse(a, alen, conf.bind_addr, 0) == 0 &&
-	    a->sa.sa_family == fam)
+	if (have_bind && bind_sa.sa.sa_family == fam) {
+		*a = bind_sa;
+		*alen = sa_len(a);
 		return;
+	}
 	*alen = sizeof(*a);
 	memset(a, 0, sizeof(*a));
 	if (!dst_is_any(s)) {
@@ -2558,33 +2580,21 @@ bind_local(struct session *s, int fam, union sockaddr_any *a,
 		else if (lo)
 			a->sin6.sin6_addr.s6_addr[15] = 1;
 	}
-	if (fam == AF_INET) {
-		a->sin.sin_port = 0;
-		*alen = sizeof(a->sin);
-	} else {
-		a->sin6.sin6_port = 0;
-		*alen = sizeof(a->sin6);
-	}
+	sa_set_port(a, 0);
+	*alen = sa_len(a);
 }
 
 /* Replace the address in a reply by the -e address, keeping the port. */
 static void
 announce(union sockaddr_any *a)
 {
-	union sockaddr_any	 e;
-	socklen_t		 elen;
-	unsigned short		 port;
+	unsigned	 port;
 
-	if (conf.external_addr == NULL ||
-	    addr_parse(&e, &elen, conf.external_addr, 0) == -1)
+	if (!have_ext)
 		return;
-	port = a->sa.sa_family == AF_INET ? a->sin.sin_port :
-	    a->sin6.sin6_port;
-	*a = e;
-	if (a->sa.sa_family == AF_INET)
-		a->sin.sin_port = port;
-	else
-		a->sin6.sin6_port = port;
+	port = sa_port(a);
+	*a = ext_sa;
+	sa_set_port(a, port);
 }
 
 /* Open the listener and send the first reply. */
@@ -2641,24 +2651,17 @@ bind_start(struct session *s)
 static int
 bind_peer_ok(const struct session *s, const union sockaddr_any *p)
 {
-	static const unsigned char mapped[12] = {
-		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
-	};
-	const unsigned char	*ip;
-	int			 i, fam;
+	unsigned char	 ip[16], fam;
+	int		 i;
 
 	if (dst_is_any(s))
 		return 1;
-	fam = p->sa.sa_family;
-	ip = fam == AF_INET ? (const unsigned char *)&p->sin.sin_addr :
-	    (const unsigned char *)&p->sin6.sin6_addr;
-	if (fam == AF_INET6 && memcmp(ip, mapped, 12) == 0) {
-		fam = AF_INET;
-		ip += 12;
-	}
+	fam = (unsigned char)p->sa.sa_family;
+	memcpy(ip, sa_ip(p), ADDR_LEN(fam));
+	(void)addr_unmap(&fam, ip);
 	for (i = 0; i < s->naddr; i++)
-		if (s->afam[i] == fam && memcmp(s->aaddr[i], ip,
-		    fam == AF_INET ? 4 : 16) == 0)
+		if (s->afam[i] == fam &&
+		    memcmp(s->aaddr[i], ip, ADDR_LEN(fam)) == 0)
 			return 1;
 	return 0;
 }
@@ -2667,13 +2670,8 @@ bind_peer_ok(const struct session *s, const union sockaddr_any *p)
 static int
 bind_peer_denied(const struct session *s, const union sockaddr_any *p)
 {
-	if (p->sa.sa_family == AF_INET)
-		return rules_request(s, SOCKS5_CMD_BIND, AF_INET,
-		    (const unsigned char *)&p->sin.sin_addr,
-		    ntohs(p->sin.sin_port), "bind peer", LOG_NOTICE);
-	return rules_request(s, SOCKS5_CMD_BIND, AF_INET6,
-	    (const unsigned char *)&p->sin6.sin6_addr,
-	    ntohs(p->sin6.sin6_port), "bind peer", LOG_NOTICE);
+	return rules_request(s, SOCKS5_CMD_BIND, p->sa.sa_family, sa_ip(p),
+	    sa_port(p), "bind peer", LOG_NOTICE);
 }
 
 /*
@@ -2832,10 +2830,7 @@ udp_start(struct session *s, const struct request *r)
 		session_fail(s, SOCKS5_REP_FAILURE);
 		return;
 	}
-	if (a.sa.sa_family == AF_INET)
-		a.sin.sin_port = 0;
-	else
-		a.sin6.sin6_port = 0;
+	sa_set_port(&a, 0);
 	if ((fd = socket(a.sa.sa_family, SOCK_DGRAM, 0)) == -1) {
 		session_fail(s, SOCKS5_REP_FAILURE);
 		return;
@@ -2860,14 +2855,11 @@ udp_start(struct session *s, const struct request *r)
 static int
 udp_from_client_ok(const struct session *s, const union sockaddr_any *src)
 {
-	if (src->sa.sa_family != s->peer.sa.sa_family)
-		return 0;
-	if (src->sa.sa_family == AF_INET)
-		return memcmp(&src->sin.sin_addr, &s->peer.sin.sin_addr, 4) ==
-		    0 && (!s->uport_fixed ||
-		    ntohs(src->sin.sin_port) == s->uport);
-	return memcmp(&src->sin6.sin6_addr, &s->peer.sin6.sin6_addr, 16) ==
-	    0 && (!s->uport_fixed || ntohs(src->sin6.sin6_port) == s->uport);
+	int	 fam = src->sa.sa_family;
+
+	return fam == s->peer.sa.sa_family &&
+	    memcmp(sa_ip(src), sa_ip(&s->peer), ADDR_LEN(fam)) == 0 &&
+	    (!s->uport_fixed || sa_port(src) == s->uport);
 }
 
 /* The outward socket of a family, made on first use. */
@@ -2881,13 +2873,13 @@ udp_outward(struct session *s, int fam)
 
 	if (s->fd[slot] >= 0)
 		return s->fd[slot];
-	if (conf.bind_addr == NULL ||
-	    addr_parse(&a, &alen, conf.bind_addr, 0) == -1 ||
-	    a.sa.sa_family != fam) {
+	if (have_bind && bind_sa.sa.sa_family == fam) {
+		a = bind_sa;
+	} else {
 		memset(&a, 0, sizeof(a));
 		a.sa.sa_family = (unsigned short)fam;
-		alen = fam == AF_INET ? sizeof(a.sin) : sizeof(a.sin6);
 	}
+	alen = sa_len(&a);
 	if ((fd = socket(fam, SOCK_DGRAM, 0)) == -1)
 		return -1;
 	set_cloexec(fd);
@@ -3077,8 +3069,7 @@ udp_from_client(struct session *s)
 			udp_drop(s, "not from the client");
 			continue;
 		}
-		s->uport = ntohs(src.a.sa.sa_family == AF_INET ?
-		    src.a.sin.sin_port : src.a.sin6.sin6_port);
+		s->uport = (unsigned short)sa_port(&src.a);
 		session_touch(s);
 		if ((hlen = udp_parse(scratch, (size_t)n, &h)) < 0) {
 			udp_drop(s, "malformed header");
@@ -3124,13 +3115,9 @@ udp_from_remote(struct session *s, int fd)
 		hlen = 3 + socksaddr_build(hdr + 3, &src.a);
 		memcpy(scratch + sizeof(hdr) - hlen, hdr, hlen);
 		to = s->peer;
-		if (to.sa.sa_family == AF_INET)
-			to.sin.sin_port = htons(s->uport);
-		else
-			to.sin6.sin6_port = htons(s->uport);
+		sa_set_port(&to, s->uport);
 		if (sendto(s->fd[FD_UDP], scratch + sizeof(hdr) - hlen,
-		    hlen + (size_t)n, 0, &to.sa, to.sa.sa_family == AF_INET ?
-		    sizeof(to.sin) : sizeof(to.sin6)) == -1) {
+		    hlen + (size_t)n, 0, &to.sa, sa_len(&to)) == -1) {
 			udp_drop(s, strerror(errno));
 			continue;
 		}
@@ -4134,7 +4121,9 @@ pool_fits(long n)
 static int
 config_check(const struct socks5_config *cf)
 {
-	const char	*why = NULL;
+	union sockaddr_any	 a;
+	socklen_t		 alen;
+	const char		*why = NULL;
 
 	if (cf->listen_addr == NULL)
 		why = "no listen address";
@@ -4155,6 +4144,12 @@ config_check(const struct socks5_config *cf)
 		why = "frag_timeout not in 5..3600 seconds";
 	else if (cf->family != 0 && cf->family != 4 && cf->family != 6)
 		why = "family not 0, 4 or 6";
+	else if (cf->bind_addr != NULL &&
+	    addr_parse(&a, &alen, cf->bind_addr, 0) == -1)
+		why = "bind_addr is not an IPv4 or IPv6 address";
+	else if (cf->external_addr != NULL &&
+	    addr_parse(&a, &alen, cf->external_addr, 0) == -1)
+		why = "external_addr is not an IPv4 or IPv6 address";
 	else if (cf->nrules < 0 || cf->nrules > SOCKS5_MAXRULES ||
 	    (cf->nrules > 0 && cf->rules == NULL))
 		why = "rules: too many, or none given";
@@ -4168,9 +4163,15 @@ static int
 startup_common(const struct socks5_config *cf, int maxsess, int nspill,
     int nudpbuf)
 {
+	socklen_t	 alen;
+
 	if (config_check(cf) == -1)
 		return -1;
 	conf = *cf;
+	have_bind = conf.bind_addr != NULL &&
+	    addr_parse(&bind_sa, &alen, conf.bind_addr, 0) == 0;
+	have_ext = conf.external_addr != NULL &&
+	    addr_parse(&ext_sa, &alen, conf.external_addr, 0) == 0;
 	if (conf.idle_timeout < 1)
 		conf.idle_timeout = SOCKS5_IDLE_SECS;
 	handshake_ms = (conf.idle_timeout < SOCKS5_HANDSHAKE_SECS ?
@@ -4272,8 +4273,7 @@ socks5_port(void)
 {
 	if (lfd < 0)
 		return -1;
-	return ntohs(listen_sa.sa.sa_family == AF_INET6 ?
-	    listen_sa.sin6.sin6_port : listen_sa.sin.sin_port);
+	return (int)sa_port(&listen_sa);
 }
 
 int
