@@ -278,35 +278,34 @@ struct user {
 	unsigned char	pass[255];
 };
 
+struct cidr {
+	unsigned char	 fam;		/* 0: any address */
+	unsigned char	 bits;
+	unsigned char	 addr[16];
+};
+
+struct rule {
+	const char	*text;		/* as given, for the log */
+	unsigned char	 allow;
+	unsigned char	 cmds;		/* 1 << CMD; 0: any */
+	struct cidr	 from;
+	struct cidr	 to;
+	unsigned	 plo, phi;	/* destination ports */
+	const char	*user;		/* in text; NULL: anyone */
+	size_t		 ulen;
+};
+
+/* Login pacing: one address (IPv4) or /64 (IPv6) that failed a login. */
+struct pace {
+	unsigned char	 used;
+	unsigned char	 fam;		/* AF_INET, AF_INET6, 0 unknown */
+	unsigned char	 key[8];	/* the IPv4 address, or the /64 */
+	unsigned	 waiting;	/* its logins in S_AUTH_WAIT */
+	unsigned long	 gate;		/* no answer before this */
+};
+
 /* ------------------------------------------------------------------ */
 /* Globals: the configuration and everything allocated at startup.     */
-
-static struct socks5_config conf;
-static int		 handshake_ms;	/* greeting .. reply, and connect */
-static int		 bind_ms;	/* BIND's wait for its peer */
-static unsigned long	 now;		/* ms clock, updated every pass */
-static unsigned long	 now_s;		/* whole seconds of the same clock */
-
-static struct session	*sess;		/* the table */
-static int		 nsess;
-static int		*freelist;	/* free slots, a stack */
-static int		 nfree;
-static int		*active;	/* slots in use, in no order */
-static int		 nactive;
-static int		*polled;	/* sessions in this pass's poll set */
-static int		 npolled;
-
-static struct pollfd	*pfd;		/* the poll set, rebuilt each pass */
-static int		 npfd;
-static int		 pi_sig;	/* where the server's own descriptors */
-static int		 pi_answers;	/* are in it, or -1 */
-static int		 pi_requests;
-static int		 pi_listen;
-
-static unsigned char	*pool;		/* spill buffers */
-static int		*poolfree;
-static int		 npoolfree;
-static int		 npool;		/* spill buffers in all */
 
 /*
  * UDP buffers hold a reassembled datagram, or one that waits for a
@@ -317,55 +316,112 @@ static int		 npool;		/* spill buffers in all */
 #define UB_HDR		0
 #define UB_DATA		264
 #define UB_SIZE		(UB_DATA + UDP_DATA_MAX)
-#define UDPBUF(i)	(udpbufs + (size_t)(i) * UB_SIZE)
 
-static unsigned char	*udpbufs;
-static int		 udp_full_logged; /* "no buffer" said for this burst */
-static int		*udpfree;
-static int		 nudpfree;
-static int		 nudp;		/* UDP buffers in all */
+/*
+ * The server: its configuration, tables and pools (allocated once at
+ * startup), listener, resolver helpers and timers. One per process.
+ */
+struct server {
+	/* Configuration, checked and parsed at startup. */
+	struct socks5_config conf;
+	int		 handshake_ms;	/* greeting .. reply, and connect */
+	int		 bind_ms;	/* BIND's wait for its peer */
+	union sockaddr_any bind_sa;	/* -b, parsed once */
+	int		 have_bind;
+	union sockaddr_any ext_sa;	/* -e, parsed once */
+	int		 have_ext;
+	struct rule	 rules[SOCKS5_MAXRULES];
+	int		 nrules;
+	int		 rules_invalid;	/* startup failed on an -a rule */
+	struct user	*users[2];	/* current and reload tables (-u) */
+	int		 nusers[2];
+	int		 ucur;
+	int		 users_unreadable; /* startup failed on the -u file */
+
+	/* The clock, read once a pass. */
+	unsigned long	 now;		/* ms, wraps */
+	unsigned long	 now_s;		/* whole seconds of the same clock */
+
+	/* Sessions: the table, free slots (a stack), slots in use. */
+	struct session	*sess;
+	int		 nsess;
+	int		*freelist;
+	int		 nfree;
+	int		*active;	/* in no order */
+	int		 nactive;
+
+	/* The poll set, rebuilt each pass, and where things are in it. */
+	struct pollfd	*pfd;
+	int		 npfd;
+	int		*polled;	/* sessions in this pass's set */
+	int		 npolled;
+	int		 pi_sig;	/* the server's own descriptors, */
+	int		 pi_answers;	/* or -1 */
+	int		 pi_requests;
+	int		 pi_listen;
+
+	/* Spill buffers (SOCKS5_BUFSIZE each) and UDP buffers (UB_SIZE). */
+	unsigned char	*pool;
+	int		*poolfree;
+	int		 npoolfree;
+	int		 npool;
+	unsigned char	*udpbufs;
+	int		*udpfree;
+	int		 nudpfree;
+	int		 nudp;
+	int		 udp_full_logged; /* "no buffer" said for this burst */
+
+	/* The listener, and refusing clients when full. */
+	int		 listen_fd;
+	union sockaddr_any listen_sa;	/* its address */
+	int		 listen_paused;
+	unsigned long	 listen_resume;	/* paused until then */
+	int		 spare_fd;	/* kept to refuse clients at EMFILE */
+	int		 full_logged;	/* "table full" said for this burst */
+
+	/* The descriptor budget. */
+	long		 fd_limit;	/* RLIMIT_NOFILE; 0: no budget */
+	long		 fd_fixed;	/* open when the loop started */
+	long		 fd_reserved;	/* reserved by sessions */
+
+	/* Login pacing, by address. */
+	struct pace	 authpace[SOCKS5_AUTH_TRACK];
+	int		 authpace_used;
+	unsigned long	 authpace_seq;	/* arrival order of waiting logins */
+
+	/* Resolver helpers and their two pipes. */
+	int		 rq_fd;		/* lookup requests, to the helpers */
+	int		 ra_fd;		/* lookup answers, from the helpers */
+	int		 rq_read;	/* helpers' end of the request pipe */
+	int		 ra_write;	/* helpers' end of the answer pipe */
+	pid_t		 resolver[SOCKS5_RESOLVERS];
+	int		 nresolvers;
+	int		 nqueued;	/* lookups waiting for the pipe */
+	unsigned	 lookup_ids;	/* the last lookup id handed out */
+	unsigned long	 last_reap;	/* helpers checked then */
+
+	/* Running as a daemon, with a pid file. */
+	int		 ready_fd;	/* -d: tells the parent we are up */
+	int		 pid_fd;	/* -P: the pid file */
+
+	/* Open in this process, or inherited from the parent of a fork. */
+	int		 open;
+	pid_t		 owner;		/* the process that opened it */
+};
+
+static struct server	 srv;
+
+#define UDPBUF(i)	(srv.udpbufs + (size_t)(i) * UB_SIZE)
 
 /* Big enough for a TCP read and for a UDP datagram with a header. */
 #define SCRATCH_UDP	(UB_DATA + UDP_DATA_MAX + 1)
 #define SCRATCH_SIZE	(SOCKS5_BUFSIZE > SCRATCH_UDP ? SOCKS5_BUFSIZE : \
 			    SCRATCH_UDP)
-static unsigned char	 scratch[SCRATCH_SIZE];
+static unsigned char	 scratch[SCRATCH_SIZE];	/* every read goes here */
 
-static struct user	*users[2];	/* current and reload tables */
-static int		 nusers[2];
-static int		 ucur;
-
-static int		 lfd = -1;	/* listener */
-static union sockaddr_any listen_sa;	/* its address */
-static int		 spare_fd = -1;	/* kept to refuse clients at EMFILE */
-static long		 fd_limit;	/* RLIMIT_NOFILE; 0: no budget */
-static long		 fd_fixed;	/* open when the loop started */
-static long		 fd_reserved;	/* reserved by sessions */
-static unsigned long	 listen_resume;	/* listener paused until then */
-static int		 listen_paused;
-static int		 full_logged;	/* "table full" said for this burst */
-
-static int		 rq_fd = -1;	/* lookup requests, to the helpers */
-static int		 ra_fd = -1;	/* lookup answers, from the helpers */
-static int		 rq_read = -1;	/* helpers' end of the request pipe */
-static int		 ra_write = -1;	/* helpers' end of the answer pipe */
-static pid_t		 resolver[SOCKS5_RESOLVERS];
-static int		 nresolvers;
-static int		 nqueued;	/* lookups waiting for the pipe */
-static unsigned		 lookup_ids;	/* the last lookup id handed out */
-
-static int		 users_unreadable; /* startup failed on the -u file */
-static int		 rules_invalid;	/* startup failed on an -a rule */
-
+/* Signals: the handler only sets a flag and pokes the self-pipe. */
 static int		 sig_pipe[2] = { -1, -1 };
 static volatile sig_atomic_t got_term, got_hup, got_chld, got_status;
-static unsigned long	 last_reap;	/* resolvers checked then */
-static int		 ready_fd = -1;	/* -d: tells the parent we are up */
-static int		 pid_fd = -1;	/* -P: the pid file */
-static union sockaddr_any bind_sa;	/* -b, parsed once */
-static int		 have_bind;
-static union sockaddr_any ext_sa;	/* -e, parsed once */
-static int		 have_ext;
 
 /* ------------------------------------------------------------------ */
 /* Logging: one line each, "socks5: " first, to stderr or syslog.      */
@@ -377,7 +433,7 @@ logmsg(int prio, const char *fmt, ...)
 	va_list	 ap;
 	int	 n;
 
-	if (prio == LOG_DEBUG && conf.verbose < 2)
+	if (prio == LOG_DEBUG && srv.conf.verbose < 2)
 		return;
 	memcpy(line, "socks5: ", 8);
 	va_start(ap, fmt);
@@ -387,7 +443,7 @@ logmsg(int prio, const char *fmt, ...)
 		return;
 	if (n > (int)sizeof(line) - 10)
 		n = (int)sizeof(line) - 10;
-	if (conf.log == SOCKS5_LOG_SYSLOG) {
+	if (srv.conf.log == SOCKS5_LOG_SYSLOG) {
 		line[8 + n] = '\0';
 		syslog(prio, "%s", line + 8);
 	} else {
@@ -521,10 +577,10 @@ static void
 clock_update(void)
 {
 	static int	 started;
-	unsigned long	 before = now_s;
+	unsigned long	 before = srv.now_s;
 
-	clock_read(&now_s, &now);
-	if (started && now_s - before >= LONGEST_WAIT_S)
+	clock_read(&srv.now_s, &srv.now);
+	if (started && srv.now_s - before >= LONGEST_WAIT_S)
 		deadlines_passed();
 	started = 1;
 }
@@ -816,28 +872,28 @@ users_load(int startup)
 {
 	const char	*why = NULL;
 	char		 where[32];
-	int		 spare = !ucur, n, lineno;
+	int		 spare = !srv.ucur, n, lineno;
 
-	n = users_read(conf.user_file, users[spare], &why, &lineno);
+	n = users_read(srv.conf.user_file, srv.users[spare], &why, &lineno);
 	if (n < 0) {
-		memset(users[spare], 0, sizeof(struct user) * SOCKS5_MAXUSERS);
+		memset(srv.users[spare], 0, sizeof(struct user) * SOCKS5_MAXUSERS);
 		where[0] = '\0';
 		if (lineno > 0)
 			(void)sprintf(where, "line %d: ", lineno);
 		if (startup)
-			logmsg(LOG_ERR, "fatal: %s: %s%s", conf.user_file,
+			logmsg(LOG_ERR, "fatal: %s: %s%s", srv.conf.user_file,
 			    where, why);
 		else
 			logmsg(LOG_ERR, "reload of %s failed: %s%s; keeping %d "
-			    "users", conf.user_file, where, why, nusers[ucur]);
+			    "users", srv.conf.user_file, where, why, srv.nusers[srv.ucur]);
 		return -1;
 	}
-	memset(users[ucur], 0, sizeof(struct user) * SOCKS5_MAXUSERS);
-	ucur = spare;
-	nusers[ucur] = n;
+	memset(srv.users[srv.ucur], 0, sizeof(struct user) * SOCKS5_MAXUSERS);
+	srv.ucur = spare;
+	srv.nusers[srv.ucur] = n;
 	if (!startup)
 		logmsg(LOG_NOTICE, "reloaded %d users from %s", n,
-		    conf.user_file);
+		    srv.conf.user_file);
 	return 0;
 }
 
@@ -855,8 +911,8 @@ users_check(const unsigned char *name, unsigned ulen,
 	memset(p, 0, sizeof(p));
 	memcpy(n, name, ulen);
 	memcpy(p, pass, plen);
-	for (k = 0; k < nusers[ucur]; k++) {
-		u = &users[ucur][k];
+	for (k = 0; k < srv.nusers[srv.ucur]; k++) {
+		u = &srv.users[srv.ucur][k];
 		diff = (u->ulen ^ ulen) | (u->plen ^ plen);
 		for (i = 0; i < 255; i++)
 			diff |= (unsigned)(u->name[i] ^ n[i]) |
@@ -872,25 +928,6 @@ users_check(const unsigned char *name, unsigned ulen,
 /* [cmd connect,bind,udp] [user NAME]", first match wins; with rules,  */
 /* what no rule matches is denied.                                     */
 
-struct cidr {
-	unsigned char	 fam;		/* 0: any address */
-	unsigned char	 bits;
-	unsigned char	 addr[16];
-};
-
-struct rule {
-	const char	*text;		/* as given, for the log */
-	unsigned char	 allow;
-	unsigned char	 cmds;		/* 1 << CMD; 0: any */
-	struct cidr	 from;
-	struct cidr	 to;
-	unsigned	 plo, phi;	/* destination ports */
-	const char	*user;		/* in text; NULL: anyone */
-	size_t		 ulen;
-};
-
-static struct rule	 rules[SOCKS5_MAXRULES];
-static int		 nrules;
 
 static const unsigned char *rule_addr(int *, const unsigned char *, int);
 
@@ -1021,17 +1058,13 @@ rule_ports(const char *w, size_t n, unsigned *lo, unsigned *hi)
 	return 0;
 }
 
-/* Parse one -a rule into the table; -1 if it is bad or one too many. */
+/* Parse one -a rule into r; -1 if it is bad. */
 static int
-rule_add(const char *text)
+rule_parse(struct rule *r, const char *text)
 {
-	struct rule	*r;
 	const char	*p = text, *key, *val;
 	size_t		 kn, vn;
 
-	if (nrules == SOCKS5_MAXRULES)
-		return -1;
-	r = &rules[nrules];
 	memset(r, 0, sizeof(*r));
 	r->text = text;
 	r->phi = 65535;
@@ -1068,14 +1101,24 @@ rule_add(const char *text)
 			goto bad;
 		}
 	}
-	nrules++;
 	return 0;
 bad:
 	return -1;
 }
 
+/* Add a rule to the table; -1 if it is bad or one too many. */
+static int
+rule_add(const char *text)
+{
+	if (srv.nrules == SOCKS5_MAXRULES ||
+	    rule_parse(&srv.rules[srv.nrules], text) == -1)
+		return -1;
+	srv.nrules++;
+	return 0;
+}
+
 /* rules_eval's answer when a rule needs a client address nobody knows. */
-#define RULE_NO_CLIENT	(nrules + 1)
+#define RULE_NO_CLIENT	(srv.nrules + 1)
 
 /*
  * First match wins. What is not known yet (at accept: the user, the
@@ -1095,11 +1138,11 @@ rules_eval(const union sockaddr_any *peer, const char *user, int cmd,
 	const unsigned char	*cip;
 	int			 i, unknown, pfam = peer->sa.sa_family;
 
-	if (nrules == 0)
+	if (srv.nrules == 0)
 		return -1;
 	cip = rule_addr(&pfam, sa_ip(peer), 0);
-	for (i = 0; i < nrules; i++) {
-		r = &rules[i];
+	for (i = 0; i < srv.nrules; i++) {
+		r = &srv.rules[i];
 		unknown = 0;
 		if (r->from.fam != 0 && pfam != AF_INET && pfam != AF_INET6)
 			return RULE_NO_CLIENT;
@@ -1125,7 +1168,7 @@ rules_eval(const union sockaddr_any *peer, const char *user, int cmd,
 		if (r->allow)
 			return -1;
 	}
-	return nrules;
+	return srv.nrules;
 }
 
 /* Log what rule i denied: a client, a request, a peer or a datagram. */
@@ -1136,13 +1179,13 @@ rule_log(int prio, const union sockaddr_any *peer, const char *user,
 	char	 p[64], d[64], u[1100], why[32];
 
 	(void)escape(u, sizeof(u), ulen > 0 ? user : "-", ulen > 0 ? ulen : 1);
-	if (i >= 0 && i < nrules)
+	if (i >= 0 && i < srv.nrules)
 		(void)sprintf(why, "rule %d", i + 1);
 	else
 		(void)strcpy(why, "default");
 	logmsg(prio, "denied %s client=%s user=%s dst=%s by %s: %s", what,
 	    addr_str(p, sizeof(p), peer), u, dst ? addr_str(d, sizeof(d), dst) :
-	    "-", why, i >= 0 && i < nrules ? rules[i].text :
+	    "-", why, i >= 0 && i < srv.nrules ? srv.rules[i].text :
 	    i == RULE_NO_CLIENT ? "client address unknown" :
 	    "no rule matched");
 }
@@ -1197,12 +1240,12 @@ rules_request(const struct session *s, int cmd, int fam,
 /* ------------------------------------------------------------------ */
 /* Spill buffer pool: lent while a sink is backed up.                  */
 
-#define BUF(i)	(pool + (size_t)(i) * SOCKS5_BUFSIZE)
+#define BUF(i)	(srv.pool + (size_t)(i) * SOCKS5_BUFSIZE)
 
 static int
 buf_get(void)
 {
-	return npoolfree > 0 ? poolfree[--npoolfree] : -1;
+	return srv.npoolfree > 0 ? srv.poolfree[--srv.npoolfree] : -1;
 }
 
 /* Give back f's spill buffer, if it has one; f holds nothing after. */
@@ -1210,7 +1253,7 @@ static void
 buf_put(struct flow *f)
 {
 	if (f->buf >= 0)
-		poolfree[npoolfree++] = f->buf;
+		srv.poolfree[srv.npoolfree++] = f->buf;
 	f->buf = -1;
 	f->data = NULL;
 	f->off = f->len = 0;
@@ -1225,9 +1268,9 @@ buf_put(struct flow *f)
 static long
 fd_room(void)
 {
-	if (fd_limit <= 0)
+	if (srv.fd_limit <= 0)
 		return 1L << 30;
-	return fd_limit - fd_fixed - SOCKS5_FD_MARGIN - fd_reserved;
+	return srv.fd_limit - srv.fd_fixed - SOCKS5_FD_MARGIN - srv.fd_reserved;
 }
 
 /* Make s hold a reserve of n descriptors; -1 when there is no room. */
@@ -1236,7 +1279,7 @@ fd_reserve(struct session *s, int n)
 {
 	if (n > s->fdres && fd_room() < (long)(n - s->fdres))
 		return -1;
-	fd_reserved += n - s->fdres;
+	srv.fd_reserved += n - s->fdres;
 	s->fdres = n;
 	return 0;
 }
@@ -1280,14 +1323,14 @@ fd_budget_start(void)
 {
 	long	 room;
 
-	fd_limit = fd_limit_get();
-	fd_fixed = fd_limit > 0 ? fd_count(fd_limit) : 0;
-	fd_reserved = 0;
+	srv.fd_limit = fd_limit_get();
+	srv.fd_fixed = srv.fd_limit > 0 ? fd_count(srv.fd_limit) : 0;
+	srv.fd_reserved = 0;
 	room = fd_room() / 2;
-	if (room < nsess)
+	if (room < srv.nsess)
 		logmsg(LOG_WARNING, "warning: descriptor limit %ld serves "
 		    "only %ld of %d sessions (2 descriptors each, BIND 3, "
-		    "UDP 4)", fd_limit, room < 0 ? 0L : room, nsess);
+		    "UDP 4)", srv.fd_limit, room < 0 ? 0L : room, srv.nsess);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1560,14 +1603,14 @@ resolver_main(void)
 	ssize_t			 n;
 
 	for (;;) {
-		n = read(rq_read, &q, sizeof(q));
+		n = read(srv.rq_read, &q, sizeof(q));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n != (ssize_t)sizeof(q))
 			_exit(0);
 		q.name[sizeof(q.name) - 1] = '\0';
 		lookup(&q, &a);
-		while (write(ra_write, &a, sizeof(a)) < 0 && errno == EINTR)
+		while (write(srv.ra_write, &a, sizeof(a)) < 0 && errno == EINTR)
 			;
 	}
 }
@@ -1583,7 +1626,7 @@ resolver_spawn(int i)
 	if ((pid = fork()) == -1)
 		return -1;
 	if (pid > 0) {
-		resolver[i] = pid;
+		srv.resolver[i] = pid;
 		return 0;
 	}
 	(void)signal(SIGHUP, SIG_IGN);
@@ -1595,7 +1638,7 @@ resolver_spawn(int i)
 	    (long)rl.rlim_cur < top)
 		top = (long)rl.rlim_cur;
 	for (fd = 3; fd < top; fd++)
-		if (fd != rq_read && fd != ra_write)
+		if (fd != srv.rq_read && fd != srv.ra_write)
 			(void)close((int)fd);
 	resolver_main();
 	_exit(0);
@@ -1609,18 +1652,18 @@ resolvers_start(void)
 
 	if (pipe(rq) == -1 || pipe(ra) == -1)
 		return -1;
-	rq_read = rq[0];
-	rq_fd = rq[1];
-	ra_fd = ra[0];
-	ra_write = ra[1];
-	(void)set_nonblock(rq_fd);
-	(void)set_nonblock(ra_fd);
-	set_cloexec(rq_fd);
-	set_cloexec(ra_fd);
+	srv.rq_read = rq[0];
+	srv.rq_fd = rq[1];
+	srv.ra_fd = ra[0];
+	srv.ra_write = ra[1];
+	(void)set_nonblock(srv.rq_fd);
+	(void)set_nonblock(srv.ra_fd);
+	set_cloexec(srv.rq_fd);
+	set_cloexec(srv.ra_fd);
 	for (i = 0; i < SOCKS5_RESOLVERS; i++)
 		if (resolver_spawn(i) == -1)
 			return -1;
-	nresolvers = SOCKS5_RESOLVERS;
+	srv.nresolvers = SOCKS5_RESOLVERS;
 	return 0;
 }
 
@@ -1633,19 +1676,19 @@ resolvers_reap(void)
 {
 	int	 i, status;
 
-	for (i = 0; i < nresolvers; i++) {
-		if (resolver[i] > 0) {
-			if (waitpid(resolver[i], &status, WNOHANG) !=
-			    resolver[i])
+	for (i = 0; i < srv.nresolvers; i++) {
+		if (srv.resolver[i] > 0) {
+			if (waitpid(srv.resolver[i], &status, WNOHANG) !=
+			    srv.resolver[i])
 				continue;
 			logmsg(LOG_WARNING, "warning: resolver %ld died, "
-			    "restarting it", (long)resolver[i]);
+			    "restarting it", (long)srv.resolver[i]);
 		}
 		if (resolver_spawn(i) == -1) {
-			if (resolver[i] > 0)
+			if (srv.resolver[i] > 0)
 				logmsg(LOG_ERR, "warning: fork: %s",
 				    strerror(errno));
-			resolver[i] = -1;	/* tried again next time */
+			srv.resolver[i] = -1;	/* tried again next time */
 		}
 	}
 }
@@ -1658,7 +1701,7 @@ static void
 lookup_queue(struct session *s)
 {
 	if (!s->queued)
-		nqueued++;
+		srv.nqueued++;
 	s->queued = 1;
 }
 
@@ -1666,7 +1709,7 @@ static void
 lookup_unqueue(struct session *s)
 {
 	if (s->queued)
-		nqueued--;
+		srv.nqueued--;
 	s->queued = 0;
 }
 
@@ -1684,8 +1727,8 @@ resolvers_alive(void)
 {
 	int	 i, n = 0;
 
-	for (i = 0; i < nresolvers; i++)
-		if (resolver[i] > 0)
+	for (i = 0; i < srv.nresolvers; i++)
+		if (srv.resolver[i] > 0)
 			n++;
 	return n;
 }
@@ -1710,10 +1753,10 @@ session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
 	struct session	*s;
 	int		 slot, i;
 
-	if (nfree == 0)
+	if (srv.nfree == 0)
 		return NULL;
-	slot = freelist[--nfree];
-	s = &sess[slot];
+	slot = srv.freelist[--srv.nfree];
+	s = &srv.sess[slot];
 	memset(&s->up, 0, sizeof(s->up));
 	memset(&s->down, 0, sizeof(s->down));
 	s->up.buf = s->down.buf = -1;
@@ -1724,9 +1767,9 @@ session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
 	s->fd[FD_CLIENT_OUT] = cwfd;
 	s->fdres = 0;
 	(void)fd_reserve(s, 2);		/* the caller made sure of room */
-	s->start = now;
-	s->start_s = now_s;
-	s->deadline = now + (unsigned long)handshake_ms;
+	s->start = srv.now;
+	s->start_s = srv.now_s;
+	s->deadline = srv.now + (unsigned long)srv.handshake_ms;
 	s->outlen = 0;
 	s->hslen = 0;
 	s->method = SOCKS5_METHOD_REJECT;
@@ -1752,8 +1795,8 @@ session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
 	    (peer->sa_family == AF_INET || peer->sa_family == AF_INET6))
 		memcpy(&s->peer, peer, (size_t)plen);
 	s->state = S_GREETING;
-	s->apos = nactive;
-	active[nactive++] = slot;
+	s->apos = srv.nactive;
+	srv.active[srv.nactive++] = slot;
 	return s;
 }
 
@@ -1762,9 +1805,9 @@ session_log(const struct session *s)
 {
 	char		 peer[64], user[1100], udp[80];
 	const char	*method, *cmd;
-	unsigned long	 ms = now - s->start, secs = now_s - s->start_s;
+	unsigned long	 ms = srv.now - s->start, secs = srv.now_s - s->start_s;
 
-	if (conf.verbose < 1)
+	if (srv.conf.verbose < 1)
 		return;
 	if (secs >= 86400UL * 20)	/* the ms count may have wrapped */
 		ms = 0;
@@ -1793,7 +1836,7 @@ session_log(const struct session *s)
 static void
 session_free(struct session *s)
 {
-	int	 slot = (int)(s - sess);
+	int	 slot = (int)(s - srv.sess);
 	int	 i;
 
 	session_log(s);
@@ -1811,18 +1854,18 @@ session_free(struct session *s)
 	s->hslen = 0;
 	s->state = S_FREE;
 	memset(s->user, 0, sizeof(s->user));
-	active[s->apos] = active[--nactive];
-	sess[active[s->apos]].apos = s->apos;
-	freelist[nfree++] = slot;
-	full_logged = 0;
-	listen_paused = 0;
+	srv.active[s->apos] = srv.active[--srv.nactive];
+	srv.sess[srv.active[s->apos]].apos = s->apos;
+	srv.freelist[srv.nfree++] = slot;
+	srv.full_logged = 0;
+	srv.listen_paused = 0;
 }
 
 /* Data moved: push the idle deadline out. */
 static void
 session_touch(struct session *s)
 {
-	s->deadline = now + (unsigned long)conf.idle_timeout * 1000UL;
+	s->deadline = srv.now + (unsigned long)srv.conf.idle_timeout * 1000UL;
 }
 
 /* Close every descriptor but the client's. */
@@ -1892,7 +1935,7 @@ linger_start(struct session *s)
 	session_close_aux(s);
 	client_shutdown(s);
 	s->state = S_LINGER;
-	s->deadline = now + SOCKS5_LINGER_MS;
+	s->deadline = srv.now + SOCKS5_LINGER_MS;
 }
 
 /* Send a final message (05 FF, 01 01, or a failure reply), then close. */
@@ -1906,7 +1949,7 @@ session_close_with(struct session *s, const unsigned char *p, size_t n)
 	if (s->state == S_DONE)
 		return;
 	s->state = S_CLOSING;
-	s->deadline = now + SOCKS5_LINGER_MS;
+	s->deadline = srv.now + SOCKS5_LINGER_MS;
 	if (s->outlen == 0)
 		linger_start(s);
 }
@@ -1949,7 +1992,7 @@ st_greeting(struct session *s, const unsigned char *p)
 	unsigned char	 r[2];
 	int		 want;
 
-	want = conf.user_file ? SOCKS5_METHOD_USERPASS : SOCKS5_METHOD_NONE;
+	want = srv.conf.user_file ? SOCKS5_METHOD_USERPASS : SOCKS5_METHOD_NONE;
 	s->method = (unsigned char)greeting_method(p, want);
 	r[0] = SOCKS5_VERSION;
 	r[1] = s->method;
@@ -1977,15 +2020,6 @@ st_greeting(struct session *s, const unsigned char *p)
  * waiting or its gate is closed; when all are busy, a login from an
  * address without one is closed the same way: pacing fails closed.
  */
-static struct {
-	unsigned char	 used;
-	unsigned char	 fam;		/* AF_INET, AF_INET6, 0 unknown */
-	unsigned char	 key[8];	/* the IPv4 address, or the /64 */
-	unsigned	 waiting;	/* its logins in S_AUTH_WAIT */
-	unsigned long	 gate;		/* no answer before this */
-} authpace[SOCKS5_AUTH_TRACK];
-static int		 authpace_used;
-static unsigned long	 authpace_seq;	/* arrival order of waiting logins */
 
 /*
  * The entry for s's address, -1 if it has none; with make, a new one
@@ -2010,26 +2044,26 @@ authpace_find(const struct session *s, int make)
 	(void)addr_unmap(&fam, raw);
 	memcpy(key, raw, fam == AF_INET ? 4 : 8);	/* IPv6: the /64 */
 	for (i = 0; i < SOCKS5_AUTH_TRACK; i++) {
-		if (authpace[i].used && authpace[i].fam == fam &&
-		    memcmp(authpace[i].key, key, 8) == 0)
+		if (srv.authpace[i].used && srv.authpace[i].fam == fam &&
+		    memcmp(srv.authpace[i].key, key, 8) == 0)
 			return i;
-		if (!authpace[i].used) {
-			if (pick < 0 || authpace[pick].used)
+		if (!srv.authpace[i].used) {
+			if (pick < 0 || srv.authpace[pick].used)
 				pick = i;
-		} else if (authpace[i].waiting == 0 && (pick < 0 ||
-		    (authpace[pick].used &&
-		    DUE(authpace[i].gate, authpace[pick].gate))))
+		} else if (srv.authpace[i].waiting == 0 && (pick < 0 ||
+		    (srv.authpace[pick].used &&
+		    DUE(srv.authpace[i].gate, srv.authpace[pick].gate))))
 			pick = i;
 	}
 	if (!make || pick < 0)
 		return -1;
-	if (!authpace[pick].used)
-		authpace_used++;
-	authpace[pick].used = 1;
-	authpace[pick].fam = fam;
-	memcpy(authpace[pick].key, key, 8);
-	authpace[pick].waiting = 0;
-	authpace[pick].gate = now;
+	if (!srv.authpace[pick].used)
+		srv.authpace_used++;
+	srv.authpace[pick].used = 1;
+	srv.authpace[pick].fam = fam;
+	memcpy(srv.authpace[pick].key, key, 8);
+	srv.authpace[pick].waiting = 0;
+	srv.authpace[pick].gate = srv.now;
 	return pick;
 }
 
@@ -2040,7 +2074,7 @@ authpace_full(void)
 	int	 i;
 
 	for (i = 0; i < SOCKS5_AUTH_TRACK; i++)
-		if (!authpace[i].used || authpace[i].waiting == 0)
+		if (!srv.authpace[i].used || srv.authpace[i].waiting == 0)
 			return 0;
 	return 1;
 }
@@ -2049,8 +2083,8 @@ authpace_full(void)
 static void
 authpace_leave(struct session *s)
 {
-	if (s->pace >= 0 && authpace[s->pace].waiting > 0)
-		authpace[s->pace].waiting--;
+	if (s->pace >= 0 && srv.authpace[s->pace].waiting > 0)
+		srv.authpace[s->pace].waiting--;
 	s->pace = -1;
 }
 
@@ -2068,13 +2102,13 @@ auth_answer(struct session *s)
 		    addr_str(peer, sizeof(peer), &s->peer),
 		    escape(name, sizeof(name), s->user, s->ulen));
 		if ((i = authpace_find(s, 1)) >= 0)
-			authpace[i].gate = now + SOCKS5_AUTH_DELAY_MS;
+			srv.authpace[i].gate = srv.now + SOCKS5_AUTH_DELAY_MS;
 		s->result = "auth-failed";
 		session_close_with(s, no, 2);
 		return;
 	}
 	s->state = S_REQUEST;
-	s->deadline = now + (unsigned long)handshake_ms;
+	s->deadline = srv.now + (unsigned long)srv.handshake_ms;
 	reply_send(s, ok, 2);
 }
 
@@ -2108,21 +2142,21 @@ st_auth(struct session *s, const unsigned char *p, size_t n)
 		auth_refuse_paced(s);	/* no entry to pace it with */
 		return;
 	}
-	if (i >= 0 && (authpace[i].waiting > 0 ||
-	    !DUE(authpace[i].gate, now))) {
-		most = (unsigned)(handshake_ms / SOCKS5_AUTH_DELAY_MS);
-		if (authpace[i].waiting >= (most > 0 ? most : 1)) {
+	if (i >= 0 && (srv.authpace[i].waiting > 0 ||
+	    !DUE(srv.authpace[i].gate, srv.now))) {
+		most = (unsigned)(srv.handshake_ms / SOCKS5_AUTH_DELAY_MS);
+		if (srv.authpace[i].waiting >= (most > 0 ? most : 1)) {
 			auth_refuse_paced(s);
 			return;
 		}
 		s->auth_ok = (unsigned char)users_check(c.name, c.ulen,
 		    c.pass, c.plen);
-		authpace[i].waiting++;
+		srv.authpace[i].waiting++;
 		s->pace = i;
-		s->pace_seq = ++authpace_seq;
+		s->pace_seq = ++srv.authpace_seq;
 		s->state = S_AUTH_WAIT;
 		/* its turn is due within the timeout; the gate may run late */
-		s->deadline = now + (unsigned long)handshake_ms +
+		s->deadline = srv.now + (unsigned long)srv.handshake_ms +
 		    SOCKS5_AUTH_DELAY_MS;
 		return;
 	}
@@ -2138,8 +2172,8 @@ authpace_first(int i)
 	struct session	*s, *first = NULL;
 	int		 k;
 
-	for (k = 0; k < nactive; k++) {
-		s = &sess[active[k]];
+	for (k = 0; k < srv.nactive; k++) {
+		s = &srv.sess[srv.active[k]];
 		if (s->state == S_AUTH_WAIT && s->pace == i && (first == NULL ||
 		    (long)(s->pace_seq - first->pace_seq) < 0))
 			first = s;
@@ -2157,12 +2191,12 @@ authpace_run(void)
 	struct session	*s;
 	int		 i;
 
-	for (i = 0; i < SOCKS5_AUTH_TRACK && authpace_used > 0; i++) {
-		if (!authpace[i].used)
+	for (i = 0; i < SOCKS5_AUTH_TRACK && srv.authpace_used > 0; i++) {
+		if (!srv.authpace[i].used)
 			continue;
-		while (authpace[i].waiting > 0 && DUE(authpace[i].gate, now)) {
+		while (srv.authpace[i].waiting > 0 && DUE(srv.authpace[i].gate, srv.now)) {
 			if ((s = authpace_first(i)) == NULL) {
-				authpace[i].waiting = 0;
+				srv.authpace[i].waiting = 0;
 				break;
 			}
 			authpace_leave(s);
@@ -2171,9 +2205,9 @@ authpace_run(void)
 			if (s->state == S_DONE)
 				session_free(s);
 		}
-		if (authpace[i].waiting == 0 && DUE(authpace[i].gate, now)) {
-			authpace[i].used = 0;
-			authpace_used--;
+		if (srv.authpace[i].waiting == 0 && DUE(srv.authpace[i].gate, srv.now)) {
+			srv.authpace[i].used = 0;
+			srv.authpace_used--;
 		}
 	}
 }
@@ -2184,10 +2218,10 @@ authpace_next(unsigned long *first, int *have)
 {
 	int	 i;
 
-	for (i = 0; i < SOCKS5_AUTH_TRACK && authpace_used > 0; i++)
-		if (authpace[i].used &&
-		    (!*have || DUE(authpace[i].gate, *first))) {
-			*first = authpace[i].gate;
+	for (i = 0; i < SOCKS5_AUTH_TRACK && srv.authpace_used > 0; i++)
+		if (srv.authpace[i].used &&
+		    (!*have || DUE(srv.authpace[i].gate, *first))) {
+			*first = srv.authpace[i].gate;
 			*have = 1;
 		}
 }
@@ -2196,25 +2230,25 @@ authpace_next(unsigned long *first, int *have)
 static int
 family_ok(int fam)
 {
-	return !(conf.family == 4 && fam != AF_INET) &&
-	    !(conf.family == 6 && fam != AF_INET6);
+	return !(srv.conf.family == 4 && fam != AF_INET) &&
+	    !(srv.conf.family == 6 && fam != AF_INET6);
 }
 
 /* ... and by the -b address, for CONNECT? */
 static int
 family_allowed(int fam)
 {
-	return family_ok(fam) && (!have_bind || bind_sa.sa.sa_family == fam);
+	return family_ok(fam) && (!srv.have_bind || srv.bind_sa.sa.sa_family == fam);
 }
 
 static void
 lookup_req_fill(struct lookup_req *q, const struct session *s)
 {
 	memset(q, 0, sizeof(*q));
-	q->slot = (unsigned)(s - sess);
+	q->slot = (unsigned)(s - srv.sess);
 	q->id = s->lookup_id;
-	q->family = conf.family == 4 ? AF_INET :
-	    conf.family == 6 ? AF_INET6 : AF_UNSPEC;
+	q->family = srv.conf.family == 4 ? AF_INET :
+	    srv.conf.family == 6 ? AF_INET6 : AF_UNSPEC;
 	(void)strcpy(q->name, s->cmd == SOCKS5_CMD_UDP ? s->cname : s->dname);
 }
 
@@ -2230,18 +2264,18 @@ lookup_send(struct session *s)
 	struct lookup_ans	 a;
 	ssize_t			 n;
 
-	if (++lookup_ids == 0)
-		lookup_ids = 1;
-	s->lookup_id = lookup_ids;
-	s->lookup_deadline = now + (unsigned long)handshake_ms;
+	if (++srv.lookup_ids == 0)
+		srv.lookup_ids = 1;
+	s->lookup_id = srv.lookup_ids;
+	s->lookup_deadline = srv.now + (unsigned long)srv.handshake_ms;
 	lookup_req_fill(&q, s);
-	if (nresolvers == 0) {
+	if (srv.nresolvers == 0) {
 		lookup(&q, &a);
 		clock_update();
 		lookup_answer(s, &a);
 		return 0;
 	}
-	n = write(rq_fd, &q, sizeof(q));
+	n = write(srv.rq_fd, &q, sizeof(q));
 	if (n == (ssize_t)sizeof(q))
 		return 0;
 	if (n < 0 && AGAIN(errno)) {
@@ -2257,7 +2291,7 @@ static void
 lookup_start(struct session *s)
 {
 	s->state = S_RESOLVE;
-	s->deadline = now + (unsigned long)handshake_ms;
+	s->deadline = srv.now + (unsigned long)srv.handshake_ms;
 	if (lookup_send(s) == -1)
 		session_fail(s, SOCKS5_REP_FAILURE);
 }
@@ -2331,7 +2365,7 @@ st_request(struct session *s, const unsigned char *p, size_t n)
 		session_fail(s, SOCKS5_REP_ATYP_UNSUPPORTED);
 		return;
 	}
-	s->deadline = now + (unsigned long)handshake_ms;
+	s->deadline = srv.now + (unsigned long)srv.handshake_ms;
 	s->lasterr = EAFNOSUPPORT;
 	dest_ready(s);
 }
@@ -2468,8 +2502,8 @@ connect_next(struct session *s)
 			continue;
 		}
 		set_cloexec(fd);
-		if (set_nonblock_new(fd) == -1 || (have_bind &&
-		    bind(fd, &bind_sa.sa, sa_len(&bind_sa)) == -1)) {
+		if (set_nonblock_new(fd) == -1 || (srv.have_bind &&
+		    bind(fd, &srv.bind_sa.sa, sa_len(&srv.bind_sa)) == -1)) {
 			s->lasterr = errno;
 			(void)close(fd);
 			continue;
@@ -2552,8 +2586,8 @@ bind_local(struct session *s, int fam, union sockaddr_any *a,
 	socklen_t		 dlen;
 	int			 fd, lo;
 
-	if (have_bind && bind_sa.sa.sa_family == fam) {
-		*a = bind_sa;
+	if (srv.have_bind && srv.bind_sa.sa.sa_family == fam) {
+		*a = srv.bind_sa;
 		*alen = sa_len(a);
 		return;
 	}
@@ -2590,10 +2624,10 @@ announce(union sockaddr_any *a)
 {
 	unsigned	 port;
 
-	if (!have_ext)
+	if (!srv.have_ext)
 		return;
 	port = sa_port(a);
-	*a = ext_sa;
+	*a = srv.ext_sa;
 	sa_set_port(a, port);
 }
 
@@ -2643,7 +2677,7 @@ bind_start(struct session *s)
 	(void)getsockname(fd, &a.sa, &alen);
 	announce(&a);
 	s->state = S_BIND_WAIT;
-	s->deadline = now + (unsigned long)bind_ms;
+	s->deadline = srv.now + (unsigned long)srv.bind_ms;
 	reply_send(s, r, reply_build(r, SOCKS5_REP_SUCCEEDED, &a));
 }
 
@@ -2767,15 +2801,15 @@ st_bind_wait(struct session *s, const int *rev)
 static int
 udpbuf_get(void)
 {
-	return nudpfree > 0 ? udpfree[--nudpfree] : -1;
+	return srv.nudpfree > 0 ? srv.udpfree[--srv.nudpfree] : -1;
 }
 
 static void
 udpbuf_put(int *b)
 {
 	if (*b >= 0) {
-		udpfree[nudpfree++] = *b;
-		udp_full_logged = 0;
+		srv.udpfree[srv.nudpfree++] = *b;
+		srv.udp_full_logged = 0;
 	}
 	*b = -1;
 }
@@ -2873,8 +2907,8 @@ udp_outward(struct session *s, int fam)
 
 	if (s->fd[slot] >= 0)
 		return s->fd[slot];
-	if (have_bind && bind_sa.sa.sa_family == fam) {
-		a = bind_sa;
+	if (srv.have_bind && srv.bind_sa.sa.sa_family == fam) {
+		a = srv.bind_sa;
 	} else {
 		memset(&a, 0, sizeof(a));
 		a.sa.sa_family = (unsigned short)fam;
@@ -3016,16 +3050,16 @@ reasm_add(struct session *s, const unsigned char *p, size_t n, int hlen)
 			return;
 		}
 		if ((s->rbuf = udpbuf_get()) < 0) {
-			if (!udp_full_logged)
+			if (!srv.udp_full_logged)
 				logmsg(LOG_NOTICE, "udp: no reassembly buffer "
 				    "free, dropping sequences");
-			udp_full_logged = 1;
+			srv.udp_full_logged = 1;
 			udp_drop(s, "no reassembly buffer free");
 			return;
 		}
 		memcpy(UDPBUF(s->rbuf) + UB_HDR, p + 3, (size_t)hlen - 3);
 		s->rlen = 0;
-		s->rdeadline = now + (unsigned long)conf.frag_timeout * 1000UL;
+		s->rdeadline = srv.now + (unsigned long)srv.conf.frag_timeout * 1000UL;
 	}
 	if (s->rlen + dlen > UDP_DATA_MAX) {
 		reasm_abandon(s, "sequence too long");
@@ -3190,7 +3224,7 @@ flow_pump(struct flow *f, int src, int dst)
 	int	 round, peek, moved = 0;
 
 	for (round = 0; round < SOCKS5_PUMP_ROUNDS; round++) {
-		peek = npoolfree == 0;
+		peek = srv.npoolfree == 0;
 		if (peek)
 			n = recv(src, scratch, SOCKS5_BUFSIZE, MSG_PEEK);
 		else
@@ -3379,10 +3413,10 @@ pfd_add(int fd, short events)
 {
 	if (fd < 0 || events == 0)
 		return -1;
-	pfd[npfd].fd = fd;
-	pfd[npfd].events = events;
-	pfd[npfd].revents = 0;
-	return npfd++;
+	srv.pfd[srv.npfd].fd = fd;
+	srv.pfd[srv.npfd].events = events;
+	srv.pfd[srv.npfd].revents = 0;
+	return srv.npfd++;
 }
 
 /* Fill the poll set; returns the poll timeout in ms. */
@@ -3394,13 +3428,13 @@ poll_build(void)
 	int		 i, k, have = 0;
 	short		 ev[NFD];
 
-	npfd = npolled = 0;
-	pi_sig = pfd_add(sig_pipe[0], POLLIN);
-	pi_answers = pfd_add(ra_fd, POLLIN);
-	pi_requests = nqueued > 0 ? pfd_add(rq_fd, POLLOUT) : -1;
-	pi_listen = lfd >= 0 && !listen_paused ? pfd_add(lfd, POLLIN) : -1;
-	for (i = 0; i < nactive; i++) {
-		s = &sess[active[i]];
+	srv.npfd = srv.npolled = 0;
+	srv.pi_sig = pfd_add(sig_pipe[0], POLLIN);
+	srv.pi_answers = pfd_add(srv.ra_fd, POLLIN);
+	srv.pi_requests = srv.nqueued > 0 ? pfd_add(srv.rq_fd, POLLOUT) : -1;
+	srv.pi_listen = srv.listen_fd >= 0 && !srv.listen_paused ? pfd_add(srv.listen_fd, POLLIN) : -1;
+	for (i = 0; i < srv.nactive; i++) {
+		s = &srv.sess[srv.active[i]];
 		session_events(s, ev);
 		if (s->fd[FD_CLIENT_OUT] == s->fd[FD_CLIENT]) {
 			ev[FD_CLIENT] |= ev[FD_CLIENT_OUT];
@@ -3410,7 +3444,7 @@ poll_build(void)
 			s->pi[k] = pfd_add(s->fd[k], ev[k]);
 		if (s->fd[FD_CLIENT_OUT] == s->fd[FD_CLIENT])
 			s->pi[FD_CLIENT_OUT] = s->pi[FD_CLIENT];
-		polled[npolled++] = active[i];
+		srv.polled[srv.npolled++] = srv.active[i];
 		if (!have || DUE(s->deadline, first))
 			first = s->deadline;
 		if (s->rbuf >= 0 && DUE(s->rdeadline, first))
@@ -3420,16 +3454,16 @@ poll_build(void)
 			first = s->lookup_deadline;
 		have = 1;
 	}
-	if (listen_paused && (!have || DUE(listen_resume, first))) {
-		first = listen_resume;
+	if (srv.listen_paused && (!have || DUE(srv.listen_resume, first))) {
+		first = srv.listen_resume;
 		have = 1;
 	}
 	authpace_next(&first, &have);
 	if (!have)
 		return -1;
-	if (DUE(first, now))
+	if (DUE(first, srv.now))
 		return 0;
-	return first - now > 86400000UL ? 86400000 : (int)(first - now);
+	return first - srv.now > 86400000UL ? 86400000 : (int)(first - srv.now);
 }
 
 /*
@@ -3442,7 +3476,7 @@ session_run(struct session *s)
 	int	 rev[NFD], i, any = 0;
 
 	for (i = 0; i < NFD; i++) {
-		rev[i] = s->pi[i] >= 0 ? pfd[s->pi[i]].revents : 0;
+		rev[i] = s->pi[i] >= 0 ? srv.pfd[s->pi[i]].revents : 0;
 		any |= rev[i];
 	}
 	if (any & POLLNVAL) {
@@ -3458,7 +3492,7 @@ session_run(struct session *s)
 	/* A waiting client that is not read now, and reports an error. */
 	if ((s->state == S_RESOLVE || s->state == S_CONNECT ||
 	    s->state == S_AUTH_WAIT || s->state == S_BIND_WAIT) &&
-	    s->pi[FD_CLIENT] >= 0 && !(pfd[s->pi[FD_CLIENT]].events & POLLIN) &&
+	    s->pi[FD_CLIENT] >= 0 && !(srv.pfd[s->pi[FD_CLIENT]].events & POLLIN) &&
 	    (rev[FD_CLIENT] & (POLLERR | POLLHUP))) {
 		session_end(s, "client-gone");
 		return;
@@ -3500,17 +3534,17 @@ sessions_expire(void)
 	struct session	*s;
 	int		 i;
 
-	for (i = 0; i < nactive; i++) {
-		s = &sess[active[i]];
-		if (s->rbuf >= 0 && DUE(s->rdeadline, now))
+	for (i = 0; i < srv.nactive; i++) {
+		s = &srv.sess[srv.active[i]];
+		if (s->rbuf >= 0 && DUE(s->rdeadline, srv.now))
 			reasm_abandon(s, "reassembly timer expired");
 		if (s->lookup_id != 0 && s->cmd == SOCKS5_CMD_UDP &&
-		    DUE(s->lookup_deadline, now)) {
+		    DUE(s->lookup_deadline, srv.now)) {
 			lookup_cancel(s);
 			udpbuf_put(&s->held);
 			udp_drop(s, "lookup timed out");
 		}
-		if (!DUE(s->deadline, now))
+		if (!DUE(s->deadline, srv.now))
 			continue;
 		switch (s->state) {
 		case S_RESOLVE:
@@ -3553,14 +3587,14 @@ deadlines_passed(void)
 	struct session	*s;
 	int		 i;
 
-	for (i = 0; i < nactive; i++) {
-		s = &sess[active[i]];
-		s->deadline = s->rdeadline = s->lookup_deadline = now;
+	for (i = 0; i < srv.nactive; i++) {
+		s = &srv.sess[srv.active[i]];
+		s->deadline = s->rdeadline = s->lookup_deadline = srv.now;
 	}
 	for (i = 0; i < SOCKS5_AUTH_TRACK; i++)
-		authpace[i].gate = now;
-	listen_resume = now;
-	last_reap = now - 1000UL;
+		srv.authpace[i].gate = srv.now;
+	srv.listen_resume = srv.now;
+	srv.last_reap = srv.now - 1000UL;
 }
 
 /* Lookup answers from the helpers. */
@@ -3572,12 +3606,12 @@ lookups_read(void)
 	ssize_t			 n;
 
 	for (;;) {
-		n = read(ra_fd, &a, sizeof(a));
+		n = read(srv.ra_fd, &a, sizeof(a));
 		if (n != (ssize_t)sizeof(a))
 			return;
-		if (a.slot >= (unsigned)nsess)
+		if (a.slot >= (unsigned)srv.nsess)
 			continue;
-		s = &sess[a.slot];
+		s = &srv.sess[a.slot];
 		if (a.id == 0 || a.id != s->lookup_id)
 			continue;	/* not the lookup it has out now */
 		lookup_answer(s, &a);
@@ -3594,12 +3628,12 @@ lookups_send(void)
 	struct session		*s;
 	int			 i;
 
-	for (i = 0; i < nactive && nqueued > 0; i++) {
-		s = &sess[active[i]];
+	for (i = 0; i < srv.nactive && srv.nqueued > 0; i++) {
+		s = &srv.sess[srv.active[i]];
 		if (!s->queued)
 			continue;
 		lookup_req_fill(&q, s);
-		if (write(rq_fd, &q, sizeof(q)) != (ssize_t)sizeof(q))
+		if (write(srv.rq_fd, &q, sizeof(q)) != (ssize_t)sizeof(q))
 			return;
 		lookup_unqueue(s);
 	}
@@ -3627,18 +3661,18 @@ refuse_one(void)
 {
 	int	 fd, err;
 
-	close_fd(&spare_fd);
-	fd = accept(lfd, NULL, NULL);
+	close_fd(&srv.spare_fd);
+	fd = accept(srv.listen_fd, NULL, NULL);
 	err = errno;
 	if (fd >= 0)
 		refuse(fd);
-	spare_fd = open("/dev/null", O_RDONLY);
-	if (!full_logged)
+	srv.spare_fd = open("/dev/null", O_RDONLY);
+	if (!srv.full_logged)
 		logmsg(LOG_WARNING, "warning: out of descriptors, refusing "
 		    "clients");
-	full_logged = 1;
+	srv.full_logged = 1;
 	errno = err;
-	return fd >= 0 && spare_fd >= 0 ? 0 : -1;
+	return fd >= 0 && srv.spare_fd >= 0 ? 0 : -1;
 }
 
 /*
@@ -3651,7 +3685,7 @@ client_denied(const struct sockaddr *sa, socklen_t len)
 	union sockaddr_any	 peer;
 	int			 i;
 
-	if (nrules == 0)
+	if (srv.nrules == 0)
 		return 0;
 	memset(&peer, 0, sizeof(peer));
 	if (len > 0 && len <= (socklen_t)sizeof(peer) &&
@@ -3676,7 +3710,7 @@ clients_accept(void)
 
 	for (;;) {
 		plen = sizeof(peer);
-		fd = accept(lfd, &peer.sa, &plen);
+		fd = accept(srv.listen_fd, &peer.sa, &plen);
 		if (fd == -1) {
 			if (errno == EINTR || errno == ECONNABORTED ||
 			    errno == EPROTO)
@@ -3684,7 +3718,7 @@ clients_accept(void)
 			if (AGAIN(errno))
 				return;
 			if ((errno == EMFILE || errno == ENFILE) &&
-			    spare_fd >= 0) {
+			    srv.spare_fd >= 0) {
 				if (refuse_one() == 0)
 					continue;
 				if (AGAIN(errno))
@@ -3692,19 +3726,19 @@ clients_accept(void)
 			}
 			logmsg(LOG_WARNING, "warning: accept: %s",
 			    strerror(errno));
-			listen_paused = 1;
-			listen_resume = now + 1000;
+			srv.listen_paused = 1;
+			srv.listen_resume = srv.now + 1000;
 			return;
 		}
-		if (nfree == 0 || fd_room() < 2) {
-			if (!full_logged && nfree == 0)
+		if (srv.nfree == 0 || fd_room() < 2) {
+			if (!srv.full_logged && srv.nfree == 0)
 				logmsg(LOG_WARNING, "session table full (%d), "
-				    "refusing clients", nsess);
-			else if (!full_logged)
+				    "refusing clients", srv.nsess);
+			else if (!srv.full_logged)
 				logmsg(LOG_WARNING, "descriptor limit %ld "
 				    "reached with %d sessions, refusing "
-				    "clients", fd_limit, nactive);
-			full_logged = 1;
+				    "clients", srv.fd_limit, srv.nactive);
+			srv.full_logged = 1;
 			refuse(fd);
 			continue;
 		}
@@ -3773,27 +3807,27 @@ status_log(void)
 
 	for (i = 0; i < NSTATES; i++)
 		n[i] = 0;
-	for (i = 0; i < nactive; i++) {
-		n[sess[active[i]].state]++;
-		if (sess[active[i]].lookup_id != 0 && !sess[active[i]].queued)
+	for (i = 0; i < srv.nactive; i++) {
+		n[srv.sess[srv.active[i]].state]++;
+		if (srv.sess[srv.active[i]].lookup_id != 0 && !srv.sess[srv.active[i]].queued)
 			resolving++;
 	}
 	logmsg(LOG_NOTICE, "status sessions=%d/%d greeting=%d auth=%d "
 	    "request=%d authwait=%d resolve=%d connect=%d bind=%d relay=%d "
 	    "udp=%d closing=%d spill=%d/%d udpbufs=%d/%d queued=%d "
-	    "resolving=%d fds=%ld/%ld helpers=%d/%d", nactive, nsess,
+	    "resolving=%d fds=%ld/%ld helpers=%d/%d", srv.nactive, srv.nsess,
 	    n[S_GREETING], n[S_AUTH], n[S_REQUEST], n[S_AUTH_WAIT],
 	    n[S_RESOLVE], n[S_CONNECT], n[S_BIND_WAIT], n[S_RELAY], n[S_UDP],
-	    n[S_CLOSING] + n[S_LINGER], npoolfree, npool, nudpfree, nudp,
-	    nqueued, resolving, fd_count(fd_limit_get()), fd_limit_get(),
-	    resolvers_alive(), nresolvers);
+	    n[S_CLOSING] + n[S_LINGER], srv.npoolfree, srv.npool, srv.nudpfree, srv.nudp,
+	    srv.nqueued, resolving, fd_count(fd_limit_get()), fd_limit_get(),
+	    resolvers_alive(), srv.nresolvers);
 }
 
 /* Did poll report anything for entry i of the set? */
 static int
 ready(int i)
 {
-	return i >= 0 && pfd[i].revents != 0;
+	return i >= 0 && srv.pfd[i].revents != 0;
 }
 
 /* After poll: run every session that has events, then the rest. */
@@ -3806,35 +3840,35 @@ loop_dispatch(void)
 	clock_update();
 	if (got_hup) {
 		got_hup = 0;
-		if (conf.user_file != NULL)
+		if (srv.conf.user_file != NULL)
 			(void)users_load(0);
 	}
 	if (got_status) {
 		got_status = 0;
 		status_log();
 	}
-	if (!got_term && (got_chld || now - last_reap >= 1000UL)) {
+	if (!got_term && (got_chld || srv.now - srv.last_reap >= 1000UL)) {
 		got_chld = 0;
-		last_reap = now;
+		srv.last_reap = srv.now;
 		resolvers_reap();
 	}
-	for (i = 0; i < npolled; i++) {
-		s = &sess[polled[i]];
+	for (i = 0; i < srv.npolled; i++) {
+		s = &srv.sess[srv.polled[i]];
 		if (s->state == S_FREE)
 			continue;
 		session_run(s);
 		if (s->state == S_DONE)
 			session_free(s);
 	}
-	if (ready(pi_answers))
+	if (ready(srv.pi_answers))
 		lookups_read();
-	if (nqueued > 0 && ready(pi_requests))
+	if (srv.nqueued > 0 && ready(srv.pi_requests))
 		lookups_send();
-	if (ready(pi_sig))
+	if (ready(srv.pi_sig))
 		signals_drain();
-	if (listen_paused && DUE(listen_resume, now))
-		listen_paused = 0;
-	else if (ready(pi_listen))
+	if (srv.listen_paused && DUE(srv.listen_resume, srv.now))
+		srv.listen_paused = 0;
+	else if (ready(srv.pi_listen))
 		clients_accept();
 	authpace_run();
 	sessions_expire();
@@ -3847,7 +3881,7 @@ loop_once(void)
 	int	 n, timeout;
 
 	timeout = poll_build();		/* before npfd is read */
-	n = poll(pfd, (nfds_t)npfd, timeout);
+	n = poll(srv.pfd, (nfds_t)srv.npfd, timeout);
 	if (n < 0 && errno != EINTR) {
 		logmsg(LOG_ERR, "fatal: poll: %s", strerror(errno));
 		return -1;
@@ -3859,58 +3893,80 @@ loop_once(void)
 /* ------------------------------------------------------------------ */
 /* Startup: tables, listener, descriptor limit, privileges, daemon.    */
 
+/* A server with nothing open and nothing allocated. */
+static void
+server_init(void)
+{
+	memset(&srv, 0, sizeof(srv));
+	srv.listen_fd = srv.spare_fd = -1;
+	srv.rq_fd = srv.ra_fd = srv.rq_read = srv.ra_write = -1;
+	srv.ready_fd = srv.pid_fd = -1;
+	srv.pi_sig = srv.pi_answers = srv.pi_requests = srv.pi_listen = -1;
+}
+
+static void
+tables_free(void)
+{
+	free(srv.sess);
+	free(srv.freelist);
+	free(srv.active);
+	free(srv.polled);
+	free(srv.pfd);
+	free(srv.pool);
+	free(srv.poolfree);
+	free(srv.udpbufs);
+	free(srv.udpfree);
+	free(srv.users[0]);
+	free(srv.users[1]);
+	srv.sess = NULL;
+	srv.freelist = srv.active = srv.polled = NULL;
+	srv.pfd = NULL;
+	srv.pool = srv.udpbufs = NULL;
+	srv.poolfree = srv.udpfree = NULL;
+	srv.users[0] = srv.users[1] = NULL;
+	srv.nsess = srv.nactive = srv.npolled = srv.npfd = 0;
+}
+
 static int
 tables_alloc(int maxsess, int nspill, int nudpbuf)
 {
 	int	 i;
 
-	free(sess);
-	free(freelist);
-	free(active);
-	free(polled);
-	free(pfd);
-	free(pool);
-	free(poolfree);
-	free(udpbufs);
-	free(udpfree);
-	free(users[0]);
-	free(users[1]);
-	users[0] = users[1] = NULL;
-	nsess = maxsess;
-	npool = nspill;
-	nudp = nudpbuf;
-	nactive = npolled = npfd = nqueued = 0;
-	sess = (struct session *)calloc((size_t)maxsess, sizeof(*sess));
-	freelist = (int *)calloc((size_t)maxsess, sizeof(int));
-	active = (int *)calloc((size_t)maxsess, sizeof(int));
-	polled = (int *)calloc((size_t)maxsess, sizeof(int));
-	pfd = (struct pollfd *)calloc((size_t)maxsess * NFD + 8, sizeof(*pfd));
-	pool = (unsigned char *)malloc((size_t)npool * SOCKS5_BUFSIZE);
-	poolfree = (int *)calloc((size_t)npool, sizeof(int));
-	udpbufs = (unsigned char *)malloc((size_t)nudp * UB_SIZE);
-	udpfree = (int *)calloc((size_t)nudp, sizeof(int));
-	if (!sess || !freelist || !active || !polled || !pfd || !pool ||
-	    !poolfree || !udpbufs || !udpfree)
+	srv.nsess = maxsess;
+	srv.npool = nspill;
+	srv.nudp = nudpbuf;
+	srv.nactive = srv.npolled = srv.npfd = srv.nqueued = 0;
+	srv.sess = (struct session *)calloc((size_t)maxsess, sizeof(*srv.sess));
+	srv.freelist = (int *)calloc((size_t)maxsess, sizeof(int));
+	srv.active = (int *)calloc((size_t)maxsess, sizeof(int));
+	srv.polled = (int *)calloc((size_t)maxsess, sizeof(int));
+	srv.pfd = (struct pollfd *)calloc((size_t)maxsess * NFD + 8, sizeof(*srv.pfd));
+	srv.pool = (unsigned char *)malloc((size_t)srv.npool * SOCKS5_BUFSIZE);
+	srv.poolfree = (int *)calloc((size_t)srv.npool, sizeof(int));
+	srv.udpbufs = (unsigned char *)malloc((size_t)srv.nudp * UB_SIZE);
+	srv.udpfree = (int *)calloc((size_t)srv.nudp, sizeof(int));
+	if (!srv.sess || !srv.freelist || !srv.active || !srv.polled || !srv.pfd || !srv.pool ||
+	    !srv.poolfree || !srv.udpbufs || !srv.udpfree)
 		return -1;
-	for (i = 0; i < nudp; i++)
-		udpfree[i] = nudp - 1 - i;
-	nudpfree = nudp;
+	for (i = 0; i < srv.nudp; i++)
+		srv.udpfree[i] = srv.nudp - 1 - i;
+	srv.nudpfree = srv.nudp;
 	/*
 	 * The table stays untouched (calloc's zeros: S_FREE) until a
 	 * slot is first used, so an idle server's memory holds no entries.
 	 */
 	for (i = 0; i < maxsess; i++)
-		freelist[i] = maxsess - 1 - i;
-	nfree = maxsess;
-	for (i = 0; i < npool; i++)
-		poolfree[i] = npool - 1 - i;
-	npoolfree = npool;
-	if (conf.user_file != NULL) {
-		users[0] = (struct user *)calloc(SOCKS5_MAXUSERS,
+		srv.freelist[i] = maxsess - 1 - i;
+	srv.nfree = maxsess;
+	for (i = 0; i < srv.npool; i++)
+		srv.poolfree[i] = srv.npool - 1 - i;
+	srv.npoolfree = srv.npool;
+	if (srv.conf.user_file != NULL) {
+		srv.users[0] = (struct user *)calloc(SOCKS5_MAXUSERS,
 		    sizeof(struct user));
-		users[1] = (struct user *)calloc(SOCKS5_MAXUSERS,
+		srv.users[1] = (struct user *)calloc(SOCKS5_MAXUSERS,
 		    sizeof(struct user));
-		if (!users[0] || !users[1])
+		if (!srv.users[0] || !srv.users[1])
 			return -1;
 	}
 	return 0;
@@ -3923,25 +3979,25 @@ listener_open(void)
 	socklen_t		 alen;
 	int			 one = 1;
 
-	if (addr_parse(&a, &alen, conf.listen_addr, conf.port) == -1) {
+	if (addr_parse(&a, &alen, srv.conf.listen_addr, srv.conf.port) == -1) {
 		logmsg(LOG_ERR, "fatal: bad listen address %s",
-		    conf.listen_addr);
+		    srv.conf.listen_addr);
 		return -1;
 	}
-	if ((lfd = socket(a.sa.sa_family, SOCK_STREAM, 0)) == -1 ||
-	    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one,
+	if ((srv.listen_fd = socket(a.sa.sa_family, SOCK_STREAM, 0)) == -1 ||
+	    setsockopt(srv.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one,
 	    sizeof(one)) == -1 ||
-	    bind(lfd, &a.sa, alen) == -1 ||
-	    listen(lfd, SOCKS5_BACKLOG) == -1 ||
-	    set_nonblock_new(lfd) == -1) {
+	    bind(srv.listen_fd, &a.sa, alen) == -1 ||
+	    listen(srv.listen_fd, SOCKS5_BACKLOG) == -1 ||
+	    set_nonblock_new(srv.listen_fd) == -1) {
 		logmsg(LOG_ERR, "fatal: listen on %s port %d: %s",
-		    conf.listen_addr, conf.port, strerror(errno));
+		    srv.conf.listen_addr, srv.conf.port, strerror(errno));
 		return -1;
 	}
-	set_cloexec(lfd);
+	set_cloexec(srv.listen_fd);
 	alen = sizeof(a);
-	if (getsockname(lfd, &listen_sa.sa, &alen) == -1)
-		memset(&listen_sa, 0, sizeof(listen_sa));
+	if (getsockname(srv.listen_fd, &srv.listen_sa.sa, &alen) == -1)
+		memset(&srv.listen_sa, 0, sizeof(srv.listen_sa));
 	return 0;
 }
 
@@ -3953,11 +4009,11 @@ listener_announce(void)
 
 #ifdef SOCKS5_TEST_CLOCK
 	logmsg(LOG_NOTICE, "test clock: %lu-bit, wraps in %lu ms",
-	    (unsigned long)sizeof(unsigned long) * 8, 0UL - now);
+	    (unsigned long)sizeof(unsigned long) * 8, 0UL - srv.now);
 #endif
-	if (conf.verbose > 0)
+	if (srv.conf.verbose > 0)
 		logmsg(LOG_INFO, "listening on %s",
-		    addr_str(buf, sizeof(buf), &listen_sa));
+		    addr_str(buf, sizeof(buf), &srv.listen_sa));
 }
 
 /* Raise the descriptor limit to the hard limit (fd_budget_start warns). */
@@ -4028,8 +4084,8 @@ daemonize(void)
 		_exit(c == 'r' ? 0 : 1);
 	}
 	(void)close(p[0]);
-	ready_fd = p[1];
-	set_cloexec(ready_fd);
+	srv.ready_fd = p[1];
+	set_cloexec(srv.ready_fd);
 	if (setsid() == -1)
 		return -1;
 	(void)chdir("/");
@@ -4047,9 +4103,9 @@ daemonize(void)
 static void
 daemon_ready(void)
 {
-	if (ready_fd >= 0)
-		(void)write(ready_fd, "r", 1);
-	close_fd(&ready_fd);
+	if (srv.ready_fd >= 0)
+		(void)write(srv.ready_fd, "r", 1);
+	close_fd(&srv.ready_fd);
 }
 
 /* The pid file stays open, so it can be emptied if -U forbids unlink. */
@@ -4059,14 +4115,14 @@ pidfile_write(const char *path)
 	char	 buf[32];
 	int	 n;
 
-	pid_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (pid_fd == -1) {
+	srv.pid_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (srv.pid_fd == -1) {
 		logmsg(LOG_ERR, "fatal: %s: %s", path, strerror(errno));
 		return -1;
 	}
-	set_cloexec(pid_fd);
+	set_cloexec(srv.pid_fd);
 	n = sprintf(buf, "%ld\n", (long)getpid());
-	if (write(pid_fd, buf, (size_t)n) != n) {
+	if (write(srv.pid_fd, buf, (size_t)n) != n) {
 		logmsg(LOG_ERR, "fatal: %s: %s", path, strerror(errno));
 		return -1;
 	}
@@ -4076,11 +4132,11 @@ pidfile_write(const char *path)
 static void
 pidfile_remove(const char *path)
 {
-	if (pid_fd < 0)
+	if (srv.pid_fd < 0)
 		return;
 	if (unlink(path) == -1)
-		(void)ftruncate(pid_fd, 0);
-	close_fd(&pid_fd);
+		(void)ftruncate(srv.pid_fd, 0);
+	close_fd(&srv.pid_fd);
 }
 
 static void
@@ -4167,34 +4223,37 @@ startup_common(const struct socks5_config *cf, int maxsess, int nspill,
 
 	if (config_check(cf) == -1)
 		return -1;
-	conf = *cf;
-	have_bind = conf.bind_addr != NULL &&
-	    addr_parse(&bind_sa, &alen, conf.bind_addr, 0) == 0;
-	have_ext = conf.external_addr != NULL &&
-	    addr_parse(&ext_sa, &alen, conf.external_addr, 0) == 0;
-	if (conf.idle_timeout < 1)
-		conf.idle_timeout = SOCKS5_IDLE_SECS;
-	handshake_ms = (conf.idle_timeout < SOCKS5_HANDSHAKE_SECS ?
-	    conf.idle_timeout : SOCKS5_HANDSHAKE_SECS) * 1000;
-	bind_ms = (conf.idle_timeout < SOCKS5_BIND_SECS ?
-	    conf.idle_timeout : SOCKS5_BIND_SECS) * 1000;
+	server_init();
+	srv.open = 1;
+	srv.owner = getpid();
+	srv.conf = *cf;
+	srv.have_bind = srv.conf.bind_addr != NULL &&
+	    addr_parse(&srv.bind_sa, &alen, srv.conf.bind_addr, 0) == 0;
+	srv.have_ext = srv.conf.external_addr != NULL &&
+	    addr_parse(&srv.ext_sa, &alen, srv.conf.external_addr, 0) == 0;
+	if (srv.conf.idle_timeout < 1)
+		srv.conf.idle_timeout = SOCKS5_IDLE_SECS;
+	srv.handshake_ms = (srv.conf.idle_timeout < SOCKS5_HANDSHAKE_SECS ?
+	    srv.conf.idle_timeout : SOCKS5_HANDSHAKE_SECS) * 1000;
+	srv.bind_ms = (srv.conf.idle_timeout < SOCKS5_BIND_SECS ?
+	    srv.conf.idle_timeout : SOCKS5_BIND_SECS) * 1000;
 	clock_update();
-	if (conf.log == SOCKS5_LOG_SYSLOG)
+	if (srv.conf.log == SOCKS5_LOG_SYSLOG)
 		openlog("socks5", LOG_PID | LOG_NDELAY, LOG_DAEMON);
-	if (conf.frag_timeout < SOCKS5_FRAG_SECS)
-		conf.frag_timeout = SOCKS5_FRAG_SECS;
-	for (nrules = 0; nrules < conf.nrules; )
-		if (rule_add(conf.rules[nrules]) == -1) {
-			logmsg(LOG_ERR, "fatal: bad rule: %s", conf.rules[nrules]);
-			rules_invalid = 1;
+	if (srv.conf.frag_timeout < SOCKS5_FRAG_SECS)
+		srv.conf.frag_timeout = SOCKS5_FRAG_SECS;
+	for (srv.nrules = 0; srv.nrules < srv.conf.nrules; )
+		if (rule_add(srv.conf.rules[srv.nrules]) == -1) {
+			logmsg(LOG_ERR, "fatal: bad rule: %s", srv.conf.rules[srv.nrules]);
+			srv.rules_invalid = 1;
 			return -1;
 		}
 	if (tables_alloc(maxsess, nspill, nudpbuf) == -1) {
 		logmsg(LOG_ERR, "fatal: out of memory");
 		return -1;
 	}
-	if (conf.user_file != NULL && users_load(1) == -1) {
-		users_unreadable = 1;
+	if (srv.conf.user_file != NULL && users_load(1) == -1) {
+		srv.users_unreadable = 1;
 		return -1;
 	}
 	return 0;
@@ -4221,9 +4280,32 @@ socks5_stop(void)
 	on_signal(SIGTERM);
 }
 
-/* Options main() adds around the loop: -d, -P, -U. */
-static const char	*opt_pidfile, *opt_user;
-static int		 opt_daemon;
+/* What main() adds around the loop (-d, -P, -U); the API has none. */
+struct run_opts {
+	int		 daemon;
+	const char	*pidfile;
+	const char	*user;
+};
+
+static void	server_forget(void);
+
+/*
+ * One server per process. Another one opened while this process has
+ * one open is refused; in a child forked from a process that has one,
+ * the parent's server is forgotten (its descriptors closed) first.
+ */
+static int
+server_claim(void)
+{
+	if (srv.open && srv.owner == getpid()) {
+		logmsg(LOG_ERR, "fatal: a server is already open in this "
+		    "process");
+		return -1;
+	}
+	if (srv.open)
+		server_forget();
+	return 0;
+}
 
 /* Tables, descriptor limit and listener: what every server needs. */
 static int
@@ -4252,13 +4334,15 @@ server_open(const struct socks5_config *cf)
 	fdlimit_raise();
 	if (listener_open() == -1)
 		return -1;
-	spare_fd = open("/dev/null", O_RDONLY);
+	srv.spare_fd = open("/dev/null", O_RDONLY);
 	return 0;
 }
 
 int
 socks5_open(const struct socks5_config *cf)
 {
+	if (server_claim() == -1)
+		return -1;
 	if (server_open(cf) == -1 || resolvers_start() == -1) {
 		socks5_close();
 		return -1;
@@ -4271,25 +4355,25 @@ socks5_open(const struct socks5_config *cf)
 int
 socks5_port(void)
 {
-	if (lfd < 0)
+	if (srv.listen_fd < 0)
 		return -1;
-	return (int)sa_port(&listen_sa);
+	return (int)sa_port(&srv.listen_sa);
 }
 
 int
 socks5_pollfds_max(void)
 {
-	return nsess * NFD + 8;
+	return srv.nsess * NFD + 8;
 }
 
 int
 socks5_pollfds(struct pollfd *fds, int max, int *timeout)
 {
 	*timeout = poll_build();
-	if (npfd > max)
+	if (srv.npfd > max)
 		return -1;
-	memcpy(fds, pfd, sizeof(*pfd) * (size_t)npfd);
-	return npfd;
+	memcpy(fds, srv.pfd, sizeof(*srv.pfd) * (size_t)srv.npfd);
+	return srv.npfd;
 }
 
 void
@@ -4297,8 +4381,8 @@ socks5_dispatch(const struct pollfd *fds, int n)
 {
 	int	 i;
 
-	for (i = 0; i < n && i < npfd; i++)
-		pfd[i].revents = fds[i].revents;
+	for (i = 0; i < n && i < srv.npfd; i++)
+		srv.pfd[i].revents = fds[i].revents;
 	loop_dispatch();
 }
 
@@ -4307,28 +4391,39 @@ socks5_close(void)
 {
 	int	 i;
 
-	while (nactive > 0)
-		session_free(&sess[active[0]]);
-	close_fd(&lfd);
-	close_fd(&spare_fd);
-	close_fd(&rq_fd);	/* the helpers read EOF and exit */
-	close_fd(&ra_fd);
-	close_fd(&rq_read);
-	close_fd(&ra_write);
-	for (i = 0; i < nresolvers; i++) {
-		(void)kill(resolver[i], SIGTERM);
-		(void)waitpid(resolver[i], NULL, 0);
+	if (!srv.open)
+		return;
+	if (srv.owner != getpid()) {	/* the parent's, in a child */
+		server_forget();
+		return;
 	}
-	nresolvers = 0;
+	while (srv.nactive > 0)
+		session_free(&srv.sess[srv.active[0]]);
+	close_fd(&srv.listen_fd);
+	close_fd(&srv.spare_fd);
+	close_fd(&srv.rq_fd);	/* the helpers read EOF and exit */
+	close_fd(&srv.ra_fd);
+	close_fd(&srv.rq_read);
+	close_fd(&srv.ra_write);
+	for (i = 0; i < srv.nresolvers; i++) {
+		(void)kill(srv.resolver[i], SIGTERM);
+		(void)waitpid(srv.resolver[i], NULL, 0);
+	}
+	srv.nresolvers = 0;
 	close_fd(&sig_pipe[0]);
 	close_fd(&sig_pipe[1]);
+	tables_free();
+	srv.open = 0;
 }
 
-int
-socks5_serve(const struct socks5_config *cf)
+/* Run the server's own loop until a signal ends it. */
+static int
+serve_loop(const struct socks5_config *cf, const struct run_opts *ro)
 {
 	int	 r = -1;
 
+	if (server_claim() == -1)
+		return -1;
 	if (server_open(cf) == -1)
 		goto out;
 	if (pipe(sig_pipe) == -1)
@@ -4338,13 +4433,14 @@ socks5_serve(const struct socks5_config *cf)
 	set_cloexec(sig_pipe[0]);
 	set_cloexec(sig_pipe[1]);
 	signals_install();
-	if (opt_daemon && daemonize() == -1) {
+	if (ro->daemon && daemonize() == -1) {
 		logmsg(LOG_ERR, "fatal: daemon: %s", strerror(errno));
 		goto out;
 	}
-	if (opt_pidfile != NULL && pidfile_write(opt_pidfile) == -1)
+	srv.owner = getpid();		/* the daemon, after -d's fork */
+	if (ro->pidfile != NULL && pidfile_write(ro->pidfile) == -1)
 		goto out;
-	if (opt_user != NULL && privileges_drop(opt_user) == -1)
+	if (ro->user != NULL && privileges_drop(ro->user) == -1)
 		goto out;
 	if (resolvers_start() == -1) {
 		logmsg(LOG_ERR, "fatal: resolver helpers: %s",
@@ -4360,9 +4456,18 @@ socks5_serve(const struct socks5_config *cf)
 	r = 0;
 out:
 	socks5_close();
-	if (opt_pidfile != NULL)
-		pidfile_remove(opt_pidfile);
+	if (ro->pidfile != NULL)
+		pidfile_remove(ro->pidfile);
 	return r;
+}
+
+int
+socks5_serve(const struct socks5_config *cf)
+{
+	struct run_opts	 none;
+
+	memset(&none, 0, sizeof(none));
+	return serve_loop(cf, &none);
 }
 
 /*
@@ -4377,30 +4482,33 @@ server_forget(void)
 	struct session	*s;
 	int		 i, k;
 
-	for (i = 0; i < nactive; i++) {
-		s = &sess[active[i]];
+	for (i = 0; i < srv.nactive; i++) {
+		s = &srv.sess[srv.active[i]];
 		if (s->fd[FD_CLIENT_OUT] == s->fd[FD_CLIENT])
 			s->fd[FD_CLIENT_OUT] = -1;
 		for (k = 0; k < NFD; k++)
 			close_fd(&s->fd[k]);
 	}
-	nactive = 0;
-	close_fd(&lfd);
-	close_fd(&spare_fd);
-	close_fd(&rq_fd);
-	close_fd(&ra_fd);
-	close_fd(&rq_read);
-	close_fd(&ra_write);
+	srv.nactive = 0;
+	close_fd(&srv.listen_fd);
+	close_fd(&srv.spare_fd);
+	close_fd(&srv.rq_fd);
+	close_fd(&srv.ra_fd);
+	close_fd(&srv.rq_read);
+	close_fd(&srv.ra_write);
 	close_fd(&sig_pipe[0]);
 	close_fd(&sig_pipe[1]);
-	close_fd(&pid_fd);
-	close_fd(&ready_fd);
-	nresolvers = 0;
+	close_fd(&srv.pid_fd);
+	close_fd(&srv.ready_fd);
+	srv.nresolvers = 0;
+	tables_free();
+	srv.open = 0;
 }
 
-/* Serve one connected client on rfd (read) and wfd (write). */
+/* The one session of serve_one(). */
 static int
-serve_one(const struct socks5_config *cf, int rfd, int wfd)
+serve_client(const struct socks5_config *cf, int rfd, int wfd,
+    const char *user)
 {
 	union {
 		struct sockaddr_storage	 ss;
@@ -4409,11 +4517,10 @@ serve_one(const struct socks5_config *cf, int rfd, int wfd)
 	socklen_t	 plen = sizeof(peer);
 	struct sigaction sa;
 
-	server_forget();
 	if (startup_common(cf, 1, 2, 2) != 0)
 		return -1;
-	fd_limit = 0;			/* one session: no budget */
-	if (opt_user != NULL && privileges_drop(opt_user) == -1)
+	srv.fd_limit = 0;			/* one session: no budget */
+	if (user != NULL && privileges_drop(user) == -1)
 		return -1;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
@@ -4432,16 +4539,37 @@ serve_one(const struct socks5_config *cf, int rfd, int wfd)
 	(void)set_nonblock(wfd);
 	set_nodelay(rfd);
 	(void)session_new(rfd, wfd, &peer.sa, plen);
-	while (nactive > 0)
+	while (srv.nactive > 0)
 		if (loop_once() == -1)
 			return -1;
 	return 0;
 }
 
+/*
+ * Serve one connected client on rfd (read) and wfd (write), as user
+ * (or NULL); the server is closed again when it is done.
+ */
+static int
+serve_one(const struct socks5_config *cf, int rfd, int wfd,
+    const char *user)
+{
+	int	 r;
+
+	if (server_claim() == -1) {
+		if (rfd != wfd)
+			(void)close(rfd);
+		(void)close(wfd);
+		return -1;
+	}
+	r = serve_client(cf, rfd, wfd, user);
+	socks5_close();
+	return r;
+}
+
 int
 socks5_serve_fd(const struct socks5_config *cf, int fd)
 {
-	return serve_one(cf, fd, fd);
+	return serve_one(cf, fd, fd, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -4514,9 +4642,15 @@ stdfds_open(int inetd, int *wfd)
 	return r;
 }
 
-static char	 pidpath[1024], userpath[1024];
-static const char *rule_args[SOCKS5_MAXRULES];
-static int	 opt_inetd;
+/* The command line: the configuration and what main() adds to it. */
+struct cmdline {
+	struct socks5_config cf;
+	struct run_opts	 ro;
+	int		 inetd;			/* -i */
+	const char	*rules[SOCKS5_MAXRULES];
+	char		 pidpath[1024];		/* -P and -u, made absolute */
+	char		 userpath[1024];
+};
 
 /* path, or the current directory and path in buf (NULL: too long). */
 static const char *
@@ -4560,10 +4694,13 @@ opt_number(int *dst, const char *arg, long lo, long hi, const char *what)
 	return OPT_TAKEN;
 }
 
-/* One command-line option into cf: OPT_TAKEN, or an exit status. */
+/* One command-line option into cl: OPT_TAKEN, or an exit status. */
 static int
-option(struct socks5_config *cf, int ch, const char *arg)
+option(struct cmdline *cl, int ch, const char *arg)
 {
+	struct socks5_config	*cf = &cl->cf;
+	struct rule		 r;
+
 	switch (ch) {
 	case '4':
 	case '6':
@@ -4572,10 +4709,10 @@ option(struct socks5_config *cf, int ch, const char *arg)
 		cf->family = ch - '0';
 		return OPT_TAKEN;
 	case 'a':
-		if (rule_add(arg) == -1)
+		if (cf->nrules == SOCKS5_MAXRULES || rule_parse(&r, arg) == -1)
 			return bad("rule", arg);
-		rule_args[cf->nrules++] = arg;
-		cf->rules = rule_args;
+		cl->rules[cf->nrules++] = arg;
+		cf->rules = cl->rules;
 		return OPT_TAKEN;
 	case 'b':
 		return opt_address(&cf->bind_addr, arg);
@@ -4583,7 +4720,7 @@ option(struct socks5_config *cf, int ch, const char *arg)
 		return opt_number(&cf->max_sessions, arg, 1, 65535,
 		    "session count");
 	case 'd':
-		opt_daemon = 1;
+		cl->ro.daemon = 1;
 		return OPT_TAKEN;
 	case 'e':
 		return opt_address(&cf->external_addr, arg);
@@ -4594,7 +4731,7 @@ option(struct socks5_config *cf, int ch, const char *arg)
 		usage(stdout);
 		return 0;
 	case 'i':
-		opt_inetd = 1;
+		cl->inetd = 1;
 		return OPT_TAKEN;
 	case 'l':
 		return opt_address(&cf->listen_addr, arg);
@@ -4608,7 +4745,7 @@ option(struct socks5_config *cf, int ch, const char *arg)
 	case 'p':
 		return opt_number(&cf->port, arg, 0, 65535, "port");
 	case 'P':
-		opt_pidfile = arg;
+		cl->ro.pidfile = arg;
 		return OPT_TAKEN;
 	case 't':
 		return opt_number(&cf->idle_timeout, arg, 1, (long)LONGEST_WAIT_S,
@@ -4617,7 +4754,7 @@ option(struct socks5_config *cf, int ch, const char *arg)
 		cf->user_file = arg;
 		return OPT_TAKEN;
 	case 'U':
-		opt_user = arg;
+		cl->ro.user = arg;
 		return OPT_TAKEN;
 	case 'v':
 		cf->verbose++;
@@ -4630,8 +4767,10 @@ option(struct socks5_config *cf, int ch, const char *arg)
 
 /* What the options say together; 0, or an exit status. */
 static int
-options_check(struct socks5_config *cf)
+options_check(struct cmdline *cl)
 {
+	struct socks5_config	*cf = &cl->cf;
+
 	if (cf->family == 6 && cf->bind_addr != NULL &&
 	    strchr(cf->bind_addr, ':') == NULL)
 		return bad("-b address for -6", cf->bind_addr);
@@ -4639,13 +4778,13 @@ options_check(struct socks5_config *cf)
 	    strchr(cf->bind_addr, ':') != NULL)
 		return bad("-b address for -4", cf->bind_addr);
 	/* -d changes to /: keep relative names relative to here. */
-	if (opt_pidfile != NULL &&
-	    (opt_pidfile = absolute(pidpath, opt_pidfile)) == NULL)
-		return bad("pid file", pidpath);
+	if (cl->ro.pidfile != NULL && (cl->ro.pidfile =
+	    absolute(cl->pidpath, cl->ro.pidfile)) == NULL)
+		return bad("pid file", cl->pidpath);
 	if (cf->user_file != NULL &&
-	    (cf->user_file = absolute(userpath, cf->user_file)) == NULL)
-		return bad("user file", userpath);
-	if (opt_inetd || opt_daemon)
+	    (cf->user_file = absolute(cl->userpath, cf->user_file)) == NULL)
+		return bad("user file", cl->userpath);
+	if (cl->inetd || cl->ro.daemon)
 		cf->log = SOCKS5_LOG_SYSLOG;
 	return 0;
 }
@@ -4653,28 +4792,30 @@ options_check(struct socks5_config *cf)
 int
 main(int argc, char *argv[])
 {
-	struct socks5_config	 cf;
+	struct cmdline		 cl;
 	int			 ch, r, wfd;
 
-	socks5_config_init(&cf);
+	memset(&cl, 0, sizeof(cl));
+	socks5_config_init(&cl.cf);
 	while ((ch = getopt(argc, argv, "46a:b:c:de:f:hil:m:p:P:t:u:U:v")) != -1)
-		if ((r = option(&cf, ch, optarg)) != OPT_TAKEN)
+		if ((r = option(&cl, ch, optarg)) != OPT_TAKEN)
 			return r;
 	if (optind != argc) {
 		usage(stderr);
 		return 64;
 	}
-	if ((r = options_check(&cf)) != 0)
+	if ((r = options_check(&cl)) != 0)
 		return r;
-	if (stdfds_open(opt_inetd, &wfd) == -1) {
-		conf = cf;
+	if (stdfds_open(cl.inetd, &wfd) == -1) {
+		srv.conf = cl.cf;
 		logmsg(LOG_ERR, "fatal: -i: no client on descriptors 0 and 1");
 		return 1;
 	}
-	r = opt_inetd ? serve_one(&cf, 0, wfd) : socks5_serve(&cf);
-	if (rules_invalid)
+	r = cl.inetd ? serve_one(&cl.cf, 0, wfd, cl.ro.user) :
+	    serve_loop(&cl.cf, &cl.ro);
+	if (srv.rules_invalid)
 		return 64;
-	if (users_unreadable)
+	if (srv.users_unreadable)
 		return 66;
 	return r == 0 ? 0 : 1;
 }

@@ -19,6 +19,35 @@
  *
  * Everything here is prefixed socks5_ or SOCKS5_; socks5.c exports nothing
  * else.
+ *
+ * What a host program must know:
+ *  - One server per process. While one is open (socks5_open() until
+ *    socks5_close(), or inside socks5_serve() or socks5_serve_fd()), a
+ *    second socks5_open(), socks5_serve() or socks5_serve_fd() in the
+ *    same process fails with -1 and a log line. In a child forked from a
+ *    process with a server open, the child may call socks5_serve_fd():
+ *    it first closes every descriptor of the parent's server (listener,
+ *    sessions, pipes) without disturbing the parent, whose resolver
+ *    helpers it leaves alone. After socks5_close() a new server may be
+ *    opened.
+ *  - Logging: with SOCKS5_LOG_SYSLOG the server calls openlog("socks5",
+ *    LOG_PID | LOG_NDELAY, LOG_DAEMON), which is process-wide and
+ *    replaces the host's own openlog() settings; with SOCKS5_LOG_STDERR
+ *    it writes whole lines to descriptor 2.
+ *  - Processes: socks5_open() and socks5_serve() fork SOCKS5_RESOLVERS
+ *    (4) resolver helpers, which close every descriptor but their pipes
+ *    and then only call getaddrinfo(). In a threaded host, fork() copies
+ *    only the calling thread: open the server before starting threads,
+ *    or make sure no other thread holds a lock (malloc's, the resolver
+ *    library's) at that moment. The helpers are reaped by pid (waitpid
+ *    on SIGCHLD, and once a second in socks5_dispatch()); other
+ *    children are the host's.
+ *  - Signals: every entry point sets SIGPIPE to ignored, process-wide.
+ *    socks5_serve() also installs handlers for SIGTERM, SIGINT, SIGHUP,
+ *    SIGCHLD and SIGUSR1 (SIGINFO where it exists); socks5_serve_fd()
+ *    sets SIGHUP to ignored; socks5_open() installs no handler.
+ *  - Memory: the tables and buffers are allocated when the server opens
+ *    and freed by socks5_close(); nothing is allocated while it runs.
  */
 #ifndef SOCKS5_H
 #define SOCKS5_H

@@ -15,7 +15,7 @@
  *    a socketpair and then a connected TCP pair; the parent runs a CONNECT
  *    through it to its echo server and checks the child's exit status 0.
  *
- * Known-bug probes, not run by default (see embed.test):
+ * Regression probes, each run by its own test in embed.test:
  *   -k inherit   descriptors the program had open before socks5_open()
  *                must not be kept open by the resolver helpers.
  *   -k forkopen  socks5_serve_fd() in a child forked while socks5_open()
@@ -26,6 +26,10 @@
  *                sessions' sockets too: when a session of the parent ends
  *                (the parent closes its sockets), its client and target
  *                see EOF at once, not when the child exits.
+ *   -k once      one server per process: while socks5_open() is active, a
+ *                second socks5_open() and a socks5_serve_fd() in the same
+ *                process return -1 (and close the fd), the first server
+ *                keeps serving; after socks5_close() a new open works.
  *
  * Prints "ok: ..." per check and "embed: all ok" at the end; exit 0 on
  * success, 1 on a failed check (with "FAIL: ..." on stdout).
@@ -1106,6 +1110,40 @@ probe_forkfds(void)
 	    "descriptors: the parent's sessions end at once");
 }
 
+/* One server per process: a second one is refused, the first serves on. */
+static void
+probe_once(void)
+{
+	struct socks5_config	 cf;
+	unsigned char		 c;
+	int			 sv[2], fd, i;
+
+	socks5_config_init(&cf);
+	cf.port = 0;
+	for (i = 0; i < 2; i++) {
+		if (socks5_open(&cf) == -1)
+			fail(i == 0 ? "socks5_open" :
+			    "socks5_open after socks5_close");
+		if (socks5_open(&cf) != -1)
+			fail("a second socks5_open() while one is open did not "
+			    "return -1");
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
+			fail_errno("socketpair");
+		if (socks5_serve_fd(&cf, sv[0]) != -1)
+			fail("socks5_serve_fd() in a process with an open "
+			    "server did not return -1");
+		if (read(sv[1], &c, 1) != 0)
+			fail("socks5_serve_fd() refused but kept its fd open");
+		(void)close(sv[1]);
+		fd = connect_to(server_port());
+		(void)through(1, fd, "the first server, after the refusals");
+		(void)close(fd);
+		socks5_close();
+	}
+	ok("one server per process: a second open and serve_fd are refused, "
+	    "the first serves on, and a new one opens after close");
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -1121,7 +1159,7 @@ main(int argc, char *argv[])
 	if (argc == 3 && strcmp(argv[1], "-k") == 0)
 		probe = argv[2];
 	else if (argc != 1) {
-		fprintf(stderr, "usage: %s [-k inherit|forkopen|forkfds]\n",
+		fprintf(stderr, "usage: %s [-k inherit|forkopen|forkfds|once]\n",
 		    progname);
 		return 64;
 	}
@@ -1142,6 +1180,8 @@ main(int argc, char *argv[])
 			probe_forkopen();
 		else if (strcmp(probe, "forkfds") == 0)
 			probe_forkfds();
+		else if (strcmp(probe, "once") == 0)
+			probe_once();
 		else {
 			fprintf(stderr, "%s: unknown probe %s\n", progname,
 			    probe);
