@@ -2144,18 +2144,19 @@ def scn_bind(sc, vanish=None, timeout=False):
             early = 0 if mode == M_SOURCE else rng.randint(0, min(n, 30000))
             if vanish == 'bind-wait' and ep.cfg.bind_s > 10 and \
                     sc.vanish_how == 'fin':
-                # an EOF behind more than 520 bytes is only seen when the
-                # wait ends (README): not with a wait this long
-                early = min(early, 520 - HDR.size)
+                # an EOF behind 520 bytes or more is only seen when the
+                # wait ends (socks5.1): not with a wait this long
+                early = min(early, 519 - HDR.size)
             send_all(s, hdr + Stream(token).take(early), deadline)
             hdr_sent = True
         sc.vanish_at = vanish
         if vanish == 'bind-wait':
             # README: EOF (or a reset) from the client while it waits ends
-            # the session at once; an EOF behind more than 520 bytes of
-            # early data (the session's own buffer) only when the wait ends
+            # the session at once; an EOF behind 520 bytes or more of early
+            # data (the session's own buffer, full: the client is no longer
+            # read) only when the wait ends
             sent = (early + HDR.size) if hdr_sent else 0
-            if sc.vanish_how == 'fin' and sent > 520:
+            if sc.vanish_how == 'fin' and sent >= 520:
                 rec.close_bound = max(0.0, t_r1 + ep.cfg.bind_s - MONO()) + \
                     2.0 * sc.slow
                 rec.why_bound = 'EOF while its BIND waits, %d bytes sent ' \
