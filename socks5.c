@@ -169,6 +169,33 @@ enum state {
 	NSTATES
 };
 
+/* The deadline a state sets when it is entered. */
+enum timer {
+	T_NONE,		/* none */
+	T_HANDSHAKE,	/* handshake_ms: greeting to reply, or connect */
+	T_PACED,	/* handshake_ms + SOCKS5_AUTH_DELAY_MS */
+	T_BIND,		/* bind_ms */
+	T_IDLE,		/* -t, pushed out whenever data moves */
+	T_LINGER	/* SOCKS5_LINGER_MS */
+};
+
+struct session;
+
+/*
+ * What a state is: the deadline it sets on entry (unless it is entered
+ * from the state named in continues, or from itself: then the running
+ * deadline goes on), the events it polls for, its handler, and what it
+ * does when its deadline passes. One row each, in the table "states"
+ * at the start of the loop's part.
+ */
+struct state_info {
+	enum timer	 timer;
+	enum state	 continues;
+	void		(*events)(const struct session *, short *);
+	void		(*run)(struct session *, const int *);
+	void		(*expire)(struct session *);
+};
+
 /* One direction of a relay: bytes that the sink has not taken yet. */
 struct flow {
 	int		buf;	/* spill buffer index, -1 when none */
@@ -1747,6 +1774,43 @@ static void	lookup_answer(struct session *, const struct lookup_ans *);
 static void	authpace_leave(struct session *);
 static void	handshake_run(struct session *);
 
+static const struct state_info states[NSTATES];	/* in the loop's part */
+
+/*
+ * Enter state st: the one place a session's state changes. The deadline
+ * is set as the state's row says, and runs on when st continues the
+ * state the session is in.
+ */
+static void
+state_enter(struct session *s, enum state st)
+{
+	const struct state_info	*t = &states[st];
+	unsigned long		 ms = 0;
+
+	if (t->timer != T_NONE && s->state != st && s->state != t->continues) {
+		switch (t->timer) {
+		case T_HANDSHAKE:
+			ms = (unsigned long)srv.handshake_ms;
+			break;
+		case T_PACED:
+			ms = (unsigned long)srv.handshake_ms +
+			    SOCKS5_AUTH_DELAY_MS;
+			break;
+		case T_BIND:
+			ms = (unsigned long)srv.bind_ms;
+			break;
+		case T_IDLE:
+			ms = (unsigned long)srv.conf.idle_timeout * 1000UL;
+			break;
+		default:
+			ms = SOCKS5_LINGER_MS;
+			break;
+		}
+		s->deadline = srv.now + ms;
+	}
+	s->state = st;
+}
+
 static struct session *
 session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
 {
@@ -1769,7 +1833,6 @@ session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
 	(void)fd_reserve(s, 2);		/* the caller made sure of room */
 	s->start = srv.now;
 	s->start_s = srv.now_s;
-	s->deadline = srv.now + (unsigned long)srv.handshake_ms;
 	s->outlen = 0;
 	s->hslen = 0;
 	s->method = SOCKS5_METHOD_REJECT;
@@ -1794,7 +1857,7 @@ session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
 	if (peer != NULL && plen <= (socklen_t)sizeof(s->peer) &&
 	    (peer->sa_family == AF_INET || peer->sa_family == AF_INET6))
 		memcpy(&s->peer, peer, (size_t)plen);
-	s->state = S_GREETING;
+	state_enter(s, S_GREETING);
 	s->apos = srv.nactive;
 	srv.active[srv.nactive++] = slot;
 	return s;
@@ -1852,7 +1915,7 @@ session_free(struct session *s)
 	(void)fd_reserve(s, 0);
 	memset(s->hs, 0, s->hslen);	/* a partial login, maybe */
 	s->hslen = 0;
-	s->state = S_FREE;
+	state_enter(s, S_FREE);
 	memset(s->user, 0, sizeof(s->user));
 	srv.active[s->apos] = srv.active[--srv.nactive];
 	srv.sess[srv.active[s->apos]].apos = s->apos;
@@ -1879,11 +1942,12 @@ session_close_aux(struct session *s)
 	udp_release(s);
 }
 
+/* The session is over: the loop frees it, logging why. */
 static void
 session_end(struct session *s, const char *why)
 {
 	s->result = why;
-	s->state = S_DONE;
+	state_enter(s, S_DONE);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1934,8 +1998,7 @@ linger_start(struct session *s)
 	buf_put(&s->down);
 	session_close_aux(s);
 	client_shutdown(s);
-	s->state = S_LINGER;
-	s->deadline = srv.now + SOCKS5_LINGER_MS;
+	state_enter(s, S_LINGER);
 }
 
 /* Send a final message (05 FF, 01 01, or a failure reply), then close. */
@@ -1948,8 +2011,7 @@ session_close_with(struct session *s, const unsigned char *p, size_t n)
 	reply_send(s, p, n);
 	if (s->state == S_DONE)
 		return;
-	s->state = S_CLOSING;
-	s->deadline = srv.now + SOCKS5_LINGER_MS;
+	state_enter(s, S_CLOSING);
 	if (s->outlen == 0)
 		linger_start(s);
 }
@@ -1973,9 +2035,8 @@ session_fail(struct session *s, int rep)
 static void
 relay_begin(struct session *s)
 {
-	s->state = S_RELAY;
+	state_enter(s, S_RELAY);
 	s->result = rep_name[SOCKS5_REP_SUCCEEDED];
-	session_touch(s);
 	if (s->hslen > 0) {
 		s->up.data = s->hs;
 		s->up.off = 0;
@@ -2001,7 +2062,8 @@ st_greeting(struct session *s, const unsigned char *p)
 		session_close_with(s, r, 2);
 		return;
 	}
-	s->state = s->method == SOCKS5_METHOD_USERPASS ? S_AUTH : S_REQUEST;
+	state_enter(s, s->method == SOCKS5_METHOD_USERPASS ? S_AUTH :
+	    S_REQUEST);
 	reply_send(s, r, 2);
 }
 
@@ -2107,8 +2169,7 @@ auth_answer(struct session *s)
 		session_close_with(s, no, 2);
 		return;
 	}
-	s->state = S_REQUEST;
-	s->deadline = srv.now + (unsigned long)srv.handshake_ms;
+	state_enter(s, S_REQUEST);
 	reply_send(s, ok, 2);
 }
 
@@ -2154,10 +2215,8 @@ st_auth(struct session *s, const unsigned char *p, size_t n)
 		srv.authpace[i].waiting++;
 		s->pace = i;
 		s->pace_seq = ++srv.authpace_seq;
-		s->state = S_AUTH_WAIT;
 		/* its turn is due within the timeout; the gate may run late */
-		s->deadline = srv.now + (unsigned long)srv.handshake_ms +
-		    SOCKS5_AUTH_DELAY_MS;
+		state_enter(s, S_AUTH_WAIT);
 		return;
 	}
 	s->auth_ok = (unsigned char)users_check(c.name, c.ulen, c.pass,
@@ -2290,8 +2349,7 @@ lookup_send(struct session *s)
 static void
 lookup_start(struct session *s)
 {
-	s->state = S_RESOLVE;
-	s->deadline = srv.now + (unsigned long)srv.handshake_ms;
+	state_enter(s, S_RESOLVE);
 	if (lookup_send(s) == -1)
 		session_fail(s, SOCKS5_REP_FAILURE);
 }
@@ -2365,7 +2423,6 @@ st_request(struct session *s, const unsigned char *p, size_t n)
 		session_fail(s, SOCKS5_REP_ATYP_UNSUPPORTED);
 		return;
 	}
-	s->deadline = srv.now + (unsigned long)srv.handshake_ms;
 	s->lasterr = EAFNOSUPPORT;
 	dest_ready(s);
 }
@@ -2463,6 +2520,70 @@ client_input(struct session *s)
 	handshake_run(s);
 }
 
+/* S_GREETING, S_AUTH, S_REQUEST: read the client's next message. */
+static void
+handshake_events(const struct session *s, short *ev)
+{
+	(void)s;
+	ev[FD_CLIENT] |= POLLIN;
+}
+
+static void
+st_handshake(struct session *s, const int *rev)
+{
+	if (rev[FD_CLIENT] & READY_IN)
+		client_input(s);
+}
+
+static void
+handshake_expired(struct session *s)
+{
+	session_end(s, "timeout");
+}
+
+/*
+ * S_RESOLVE and S_AUTH_WAIT (and S_CONNECT, S_BIND_WAIT with a full
+ * buffer) wait without reading the client. It stays in the poll set for
+ * errors only (POLLERR asks for nothing, poll reports it anyway), so a
+ * reset is seen while it waits; a FIN may be a half-close, and waits.
+ */
+static void
+waiting_events(const struct session *s, short *ev)
+{
+	(void)s;
+	ev[FD_CLIENT] |= POLLERR;
+}
+
+/* Has the client that is not read gone? Then the session ends. */
+static int
+client_vanished(struct session *s, const int *rev)
+{
+	if (!(rev[FD_CLIENT] & (POLLERR | POLLHUP)))
+		return 0;
+	session_end(s, "client-gone");
+	return 1;
+}
+
+static void
+st_waiting(struct session *s, const int *rev)
+{
+	(void)client_vanished(s, rev);
+}
+
+/* S_RESOLVE: no answer in time. */
+static void
+resolve_expired(struct session *s)
+{
+	session_fail(s, SOCKS5_REP_HOST_UNREACHABLE);
+}
+
+/* S_AUTH_WAIT: its turn did not come in time. */
+static void
+auth_wait_expired(struct session *s)
+{
+	auth_refuse_paced(s);
+}
+
 /* ------------------------------------------------------------------ */
 /* Connecting: walk the destination's addresses, non-blocking.         */
 
@@ -2515,7 +2636,7 @@ connect_next(struct session *s)
 			return;
 		}
 		if (errno == EINPROGRESS || errno == EINTR) {
-			s->state = S_CONNECT;
+			state_enter(s, S_CONNECT);
 			/* Loopback often completes at once: skip a pass. */
 			blen = sizeof(b);
 			if (getpeername(fd, &b.sa, &blen) == 0)
@@ -2528,14 +2649,21 @@ connect_next(struct session *s)
 	session_fail(s, rep_from_errno(s->lasterr));
 }
 
-/* S_CONNECT: connect() is in progress on rfd; POLLOUT says it ended. */
+/* S_CONNECT: connect() is in progress; POLLOUT says it ended. */
 static void
-st_connect(struct session *s, int rr)
+connect_events(const struct session *s, short *ev)
+{
+	waiting_events(s, ev);
+	ev[FD_REMOTE] |= POLLOUT;
+}
+
+static void
+st_connect(struct session *s, const int *rev)
 {
 	int		 err = 0;
 	socklen_t	 len = sizeof(err);
 
-	if (!(rr & READY_OUT))
+	if (client_vanished(s, rev) || !(rev[FD_REMOTE] & READY_OUT))
 		return;
 	if (getsockopt(s->fd[FD_REMOTE], SOL_SOCKET, SO_ERROR, &err, &len) == -1)
 		err = errno;
@@ -2547,6 +2675,13 @@ st_connect(struct session *s, int rr)
 	logmsg(LOG_DEBUG, "connect %s: %s", dest_str(s), strerror(err));
 	close_fd(&s->fd[FD_REMOTE]);
 	connect_next(s);
+}
+
+/* S_CONNECT, S_BIND_WAIT: no connection in time. */
+static void
+ttl_expired(struct session *s)
+{
+	session_fail(s, SOCKS5_REP_TTL_EXPIRED);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2676,8 +2811,7 @@ bind_start(struct session *s)
 	alen = sizeof(a);
 	(void)getsockname(fd, &a.sa, &alen);
 	announce(&a);
-	s->state = S_BIND_WAIT;
-	s->deadline = srv.now + (unsigned long)srv.bind_ms;
+	state_enter(s, S_BIND_WAIT);
 	reply_send(s, r, reply_build(r, SOCKS5_REP_SUCCEEDED, &a));
 }
 
@@ -2783,8 +2917,20 @@ bind_accept(struct session *s)
  * data is kept for the peer; a client that leaves ends the session.
  */
 static void
+bind_wait_events(const struct session *s, short *ev)
+{
+	ev[FD_LISTEN] |= POLLIN;
+	if (s->hslen < sizeof(s->hs))
+		ev[FD_CLIENT] |= POLLIN;
+	else
+		waiting_events(s, ev);
+}
+
+static void
 st_bind_wait(struct session *s, const int *rev)
 {
+	if (s->hslen >= sizeof(s->hs) && client_vanished(s, rev))
+		return;
 	if (rev[FD_CLIENT] & READY_IN) {
 		bind_client_input(s);
 		if (s->state != S_BIND_WAIT)
@@ -2879,9 +3025,8 @@ udp_start(struct session *s, const struct request *r)
 	}
 	announce(&a);
 	s->naddr = 0;		/* no name cached yet */
-	s->state = S_UDP;
+	state_enter(s, S_UDP);
 	s->result = rep_name[SOCKS5_REP_SUCCEEDED];
-	session_touch(s);
 	reply_send(s, rep, reply_build(rep, SOCKS5_REP_SUCCEEDED, &a));
 }
 
@@ -3166,6 +3311,16 @@ udp_from_remote(struct session *s, int fd)
  * and only says, by closing, when the association ends.
  */
 static void
+udp_events(const struct session *s, short *ev)
+{
+	(void)s;
+	ev[FD_CLIENT] |= POLLIN;
+	ev[FD_UDP] |= POLLIN;
+	ev[FD_UDP4] |= POLLIN;
+	ev[FD_UDP6] |= POLLIN;
+}
+
+static void
 st_udp(struct session *s, const int *rev)
 {
 	ssize_t	 n;
@@ -3183,6 +3338,29 @@ st_udp(struct session *s, const int *rev)
 		udp_from_remote(s, s->fd[FD_UDP4]);
 	if (rev[FD_UDP6] & READY_IN)
 		udp_from_remote(s, s->fd[FD_UDP6]);
+}
+
+/* S_UDP's own timers: a sequence's reassembly, a datagram's lookup. */
+static void
+udp_timers_run(struct session *s)
+{
+	if (s->rbuf >= 0 && DUE(s->rdeadline, srv.now))
+		reasm_abandon(s, "reassembly timer expired");
+	if (s->lookup_id != 0 && DUE(s->lookup_deadline, srv.now)) {
+		lookup_cancel(s);
+		udpbuf_put(&s->held);
+		udp_drop(s, "lookup timed out");
+	}
+}
+
+/* The earlier of *first and S_UDP's own timers, into *first. */
+static void
+udp_timers_next(const struct session *s, unsigned long *first)
+{
+	if (s->rbuf >= 0 && DUE(s->rdeadline, *first))
+		*first = s->rdeadline;
+	if (s->lookup_id != 0 && DUE(s->lookup_deadline, *first))
+		*first = s->lookup_deadline;
 }
 
 /* ------------------------------------------------------------------ */
@@ -3280,29 +3458,67 @@ relay_check_close(struct session *s)
 /*
  * S_RELAY: connected and answered (the reply may still be queued, and
  * the remote's data waits for it). A flow with pending data is written
- * first; a source is read only when its flow has nothing pending.
+ * first; a source is read only when its flow has nothing pending, and
+ * the remote only when no reply waits ahead of its data. These four
+ * conditions decide both what is polled for and what is done.
  */
+static int
+up_pending(const struct session *s)
+{
+	return s->up.full;
+}
+
+static int
+down_pending(const struct session *s)
+{
+	return s->down.full && s->outlen == 0;
+}
+
+static int
+up_readable(const struct session *s)
+{
+	return !s->up.eof && !s->up.full;
+}
+
+static int
+down_readable(const struct session *s)
+{
+	return !s->down.eof && !s->down.full && s->outlen == 0;
+}
+
+static void
+relay_events(const struct session *s, short *ev)
+{
+	if (up_readable(s))
+		ev[FD_CLIENT] |= POLLIN;
+	if (up_pending(s))
+		ev[FD_REMOTE] |= POLLOUT;
+	if (down_readable(s))
+		ev[FD_REMOTE] |= POLLIN;
+	if (down_pending(s))
+		ev[FD_CLIENT_OUT] |= POLLOUT;
+}
+
 static void
 st_relay(struct session *s, const int *rev)
 {
 	int	 r;
 
-	if ((rev[FD_REMOTE] & READY_OUT) && s->up.full) {
+	if ((rev[FD_REMOTE] & READY_OUT) && up_pending(s)) {
 		if (flow_flush(&s->up, s->fd[FD_REMOTE]) == -1) {
 			session_end(s, "remote-gone");
 			return;
 		}
 		s->up.full = s->up.len > 0;
 	}
-	if ((rev[FD_CLIENT_OUT] & READY_OUT) && s->outlen == 0 &&
-	    s->down.full) {
+	if ((rev[FD_CLIENT_OUT] & READY_OUT) && down_pending(s)) {
 		if (flow_flush(&s->down, s->fd[FD_CLIENT_OUT]) == -1) {
 			session_end(s, "client-gone");
 			return;
 		}
 		s->down.full = s->down.len > 0;
 	}
-	if ((rev[FD_CLIENT] & READY_IN) && !s->up.eof && !s->up.full) {
+	if ((rev[FD_CLIENT] & READY_IN) && up_readable(s)) {
 		r = flow_pump(&s->up, s->fd[FD_CLIENT], s->fd[FD_REMOTE]);
 		if (r == -1) {
 			session_end(s, "error");
@@ -3311,8 +3527,7 @@ st_relay(struct session *s, const int *rev)
 		if (r > 0)
 			session_touch(s);
 	}
-	if ((rev[FD_REMOTE] & READY_IN) && !s->down.eof && !s->down.full &&
-	    s->outlen == 0) {
+	if ((rev[FD_REMOTE] & READY_IN) && down_readable(s)) {
 		r = flow_pump(&s->down, s->fd[FD_REMOTE],
 		    s->fd[FD_CLIENT_OUT]);
 		if (r == -1) {
@@ -3326,35 +3541,96 @@ st_relay(struct session *s, const int *rev)
 		session_end(s, s->result);
 }
 
+/* S_RELAY, S_UDP: nothing moved for -t seconds. */
+static void
+idle_expired(struct session *s)
+{
+	session_end(s, "idle-timeout");
+}
+
 /* ------------------------------------------------------------------ */
 /* Closing states.                                                     */
 
 /* S_CLOSING: a final reply was queued in out; session_run flushes it. */
 static void
-st_closing(struct session *s)
+st_closing(struct session *s, const int *rev)
 {
+	(void)rev;
 	if (s->outlen == 0)
 		linger_start(s);
 }
 
 /* S_LINGER: reply sent, write side shut; read and drop until EOF. */
 static void
-st_linger(struct session *s, int rc)
+linger_events(const struct session *s, short *ev)
+{
+	(void)s;
+	ev[FD_CLIENT] |= POLLIN;
+}
+
+static void
+st_linger(struct session *s, const int *rev)
 {
 	ssize_t	 n;
 
-	if (!(rc & READY_IN))
+	if (!(rev[FD_CLIENT] & READY_IN))
 		return;
 	n = read(s->fd[FD_CLIENT], scratch, sizeof(scratch));
 	if (n == 0 || (n < 0 && !AGAIN(errno)))
 		session_end(s, s->result);
 }
 
+/* S_CLOSING, S_LINGER: the client did not take or end it in time. */
+static void
+closing_expired(struct session *s)
+{
+	session_end(s, s->result);
+}
+
 /* ------------------------------------------------------------------ */
 /* The loop: build the poll set from each session's state, poll, then  */
 /* run each session's state function with what happened.               */
 
-/* What each of a session's descriptors waits for in its state. */
+/*
+ * The states, one row each, in the order of enum state: the deadline
+ * set on entry and the state it runs on from, what the state polls
+ * for, its handler, and what it does when its deadline passes.
+ */
+static const struct state_info states[NSTATES] = {
+	/* S_FREE */
+	{ T_NONE, S_FREE, NULL, NULL, NULL },
+	/* S_GREETING */
+	{ T_HANDSHAKE, S_GREETING, handshake_events, st_handshake,
+	    handshake_expired },
+	/* S_AUTH: within the greeting's time */
+	{ T_HANDSHAKE, S_GREETING, handshake_events, st_handshake,
+	    handshake_expired },
+	/* S_REQUEST: within the greeting's, or anew after a login */
+	{ T_HANDSHAKE, S_GREETING, handshake_events, st_handshake,
+	    handshake_expired },
+	/* S_RESOLVE: the request starts the time to connect */
+	{ T_HANDSHAKE, S_RESOLVE, waiting_events, st_waiting,
+	    resolve_expired },
+	/* S_CONNECT: within the lookup's time, if there was one */
+	{ T_HANDSHAKE, S_RESOLVE, connect_events, st_connect, ttl_expired },
+	/* S_BIND_WAIT */
+	{ T_BIND, S_BIND_WAIT, bind_wait_events, st_bind_wait, ttl_expired },
+	/* S_RELAY */
+	{ T_IDLE, S_RELAY, relay_events, st_relay, idle_expired },
+	/* S_UDP */
+	{ T_IDLE, S_UDP, udp_events, st_udp, idle_expired },
+	/* S_AUTH_WAIT */
+	{ T_PACED, S_AUTH_WAIT, waiting_events, st_waiting,
+	    auth_wait_expired },
+	/* S_CLOSING: only its reply is written */
+	{ T_LINGER, S_CLOSING, NULL, st_closing, closing_expired },
+	/* S_LINGER */
+	{ T_LINGER, S_LINGER, linger_events, st_linger, closing_expired },
+	/* S_DONE */
+	{ T_NONE, S_DONE, NULL, NULL, NULL }
+};
+
+/* What each of a session's descriptors waits for, as its state says. */
 static void
 session_events(const struct session *s, short *ev)
 {
@@ -3364,48 +3640,8 @@ session_events(const struct session *s, short *ev)
 		ev[i] = 0;
 	if (s->outlen > 0)
 		ev[FD_CLIENT_OUT] |= POLLOUT;
-	switch (s->state) {
-	case S_GREETING:
-	case S_AUTH:
-	case S_REQUEST:
-	case S_LINGER:
-		ev[FD_CLIENT] |= POLLIN;
-		break;
-	case S_CONNECT:
-		ev[FD_REMOTE] |= POLLOUT;
-		/* FALLTHROUGH */
-	case S_RESOLVE:
-	case S_AUTH_WAIT:
-		/*
-		 * Only errors: POLLERR asks for nothing (poll reports it
-		 * anyway) but keeps the client in the set, so a reset is
-		 * seen while we wait; a FIN may be a half-close, and waits.
-		 */
-		ev[FD_CLIENT] |= POLLERR;
-		break;
-	case S_BIND_WAIT:
-		ev[FD_LISTEN] |= POLLIN;
-		ev[FD_CLIENT] |= s->hslen < sizeof(s->hs) ? POLLIN : POLLERR;
-		break;
-	case S_UDP:
-		ev[FD_CLIENT] |= POLLIN;
-		ev[FD_UDP] |= POLLIN;
-		ev[FD_UDP4] |= POLLIN;
-		ev[FD_UDP6] |= POLLIN;
-		break;
-	case S_RELAY:
-		if (!s->up.eof && !s->up.full)
-			ev[FD_CLIENT] |= POLLIN;
-		if (s->up.full)
-			ev[FD_REMOTE] |= POLLOUT;
-		if (!s->down.eof && !s->down.full && s->outlen == 0)
-			ev[FD_REMOTE] |= POLLIN;
-		if (s->down.full)
-			ev[FD_CLIENT_OUT] |= POLLOUT;
-		break;
-	default:
-		break;
-	}
+	if (states[s->state].events != NULL)
+		states[s->state].events(s, ev);
 }
 
 static int
@@ -3447,11 +3683,8 @@ poll_build(void)
 		srv.polled[srv.npolled++] = srv.active[i];
 		if (!have || DUE(s->deadline, first))
 			first = s->deadline;
-		if (s->rbuf >= 0 && DUE(s->rdeadline, first))
-			first = s->rdeadline;
-		if (s->lookup_id != 0 && s->cmd == SOCKS5_CMD_UDP &&
-		    DUE(s->lookup_deadline, first))
-			first = s->lookup_deadline;
+		if (s->state == S_UDP)
+			udp_timers_next(s, &first);
 		have = 1;
 	}
 	if (srv.listen_paused && (!have || DUE(srv.listen_resume, first))) {
@@ -3467,7 +3700,7 @@ poll_build(void)
 }
 
 /*
- * Run the state function of s for its descriptors' events. A queued
+ * Run the handler of s's state with its descriptors' events. A queued
  * handshake reply is flushed first, whatever the state.
  */
 static void
@@ -3489,45 +3722,11 @@ session_run(struct session *s)
 		    "client-gone");
 		return;
 	}
-	/* A waiting client that is not read now, and reports an error. */
-	if ((s->state == S_RESOLVE || s->state == S_CONNECT ||
-	    s->state == S_AUTH_WAIT || s->state == S_BIND_WAIT) &&
-	    s->pi[FD_CLIENT] >= 0 && !(srv.pfd[s->pi[FD_CLIENT]].events & POLLIN) &&
-	    (rev[FD_CLIENT] & (POLLERR | POLLHUP))) {
-		session_end(s, "client-gone");
-		return;
-	}
-	switch (s->state) {
-	case S_GREETING:
-	case S_AUTH:
-	case S_REQUEST:
-		if (rev[FD_CLIENT] & READY_IN)
-			client_input(s);
-		break;
-	case S_CONNECT:
-		st_connect(s, rev[FD_REMOTE]);
-		break;
-	case S_BIND_WAIT:
-		st_bind_wait(s, rev);
-		break;
-	case S_RELAY:
-		st_relay(s, rev);
-		break;
-	case S_UDP:
-		st_udp(s, rev);
-		break;
-	case S_CLOSING:
-		st_closing(s);
-		break;
-	case S_LINGER:
-		st_linger(s, rev[FD_CLIENT]);
-		break;
-	default:
-		break;		/* S_RESOLVE waits for the resolver */
-	}
+	if (states[s->state].run != NULL)
+		states[s->state].run(s, rev);
 }
 
-/* Deadlines: handshake and connect timeouts, idle relays, lingering. */
+/* Deadlines: each state's, and UDP's own timers. */
 static void
 sessions_expire(void)
 {
@@ -3536,39 +3735,12 @@ sessions_expire(void)
 
 	for (i = 0; i < srv.nactive; i++) {
 		s = &srv.sess[srv.active[i]];
-		if (s->rbuf >= 0 && DUE(s->rdeadline, srv.now))
-			reasm_abandon(s, "reassembly timer expired");
-		if (s->lookup_id != 0 && s->cmd == SOCKS5_CMD_UDP &&
-		    DUE(s->lookup_deadline, srv.now)) {
-			lookup_cancel(s);
-			udpbuf_put(&s->held);
-			udp_drop(s, "lookup timed out");
-		}
-		if (!DUE(s->deadline, srv.now))
+		if (s->state == S_UDP)
+			udp_timers_run(s);
+		if (!DUE(s->deadline, srv.now) ||
+		    states[s->state].expire == NULL)
 			continue;
-		switch (s->state) {
-		case S_RESOLVE:
-			session_fail(s, SOCKS5_REP_HOST_UNREACHABLE);
-			break;
-		case S_CONNECT:
-		case S_BIND_WAIT:
-			session_fail(s, SOCKS5_REP_TTL_EXPIRED);
-			break;
-		case S_RELAY:
-		case S_UDP:
-			session_end(s, "idle-timeout");
-			break;
-		case S_AUTH_WAIT:
-			auth_refuse_paced(s);	/* its turn did not come */
-			break;
-		case S_CLOSING:
-		case S_LINGER:
-			session_end(s, s->result);
-			break;
-		default:
-			session_end(s, "timeout");
-			break;
-		}
+		states[s->state].expire(s);
 		if (s->state == S_DONE) {
 			session_free(s);
 			i--;
