@@ -12,10 +12,31 @@
  * buffer borrowed from a pool allocated at startup and returned as soon as
  * it drains. An idle session holds no buffer at all.
  *
- * The file reads from top to bottom: tunables, compat, types, globals,
- * logging, helpers, users, access rules, the buffer pool, the descriptor
- * budget, the protocol parsers, the resolver, sessions, the states, the
- * loop, startup, the API, main().
+ * The parts of this file, in order (each opens with a ---- rule):
+ *
+ *   tunables, compat, types    compile-time limits, shims, the structs
+ *   the server                 struct server srv: configuration, tables,
+ *                              pools, listener, helpers, all in one
+ *   logging, small helpers     log lines and escaping; clock, descriptors,
+ *                              socket addresses
+ *   users, access rules        the -u file; the -a rules and their checks
+ *   spill pool, fd budget      buffers lent to backed-up flows; the
+ *                              descriptors each session may take
+ *   protocol parsers           pure functions over the bytes received
+ *   errno to REP, resolver     replies for errors; getaddrinfo in helper
+ *                              processes, asked and answered over pipes
+ *   sessions, replies          the table, state_enter() (the one place a
+ *                              state changes), the end of a session;
+ *                              handshake replies and the lingering close
+ *   handshake, pacing, login,  each state's part: what it polls for, its
+ *   requests, connecting,      handler (st_*), what it does when its time
+ *   BIND, UDP, relay, closing  is up (*_expired); they appear in the order
+ *                              a session goes through them
+ *   the loop                   the table of states, the poll set, running
+ *                              and expiring sessions, accepting clients,
+ *                              signals and the status line
+ *   startup, the API, main     tables, listener, privileges, daemon; the
+ *                              socks5.h functions; the command line
  */
 
 #define _XOPEN_SOURCE 600	/* POSIX.1-2001 with XSI: the only one */
@@ -221,6 +242,22 @@ enum {
 	NFD
 };
 
+/* CONNECT and BIND: the destination's addresses, tried in turn. */
+struct dest {
+	unsigned char	naddr;
+	unsigned char	next;		/* the next one to try */
+	unsigned char	fam[SOCKS5_MAXADDR];
+	unsigned char	addr[SOCKS5_MAXADDR][16];
+};
+
+/* UDP ASSOCIATE: the last DOMAINNAME looked up, and its address. */
+struct udp_name {
+	unsigned char	have;		/* the address is known */
+	unsigned char	fam;
+	unsigned char	addr[16];
+	char		name[256];
+};
+
 struct session {
 	enum state	state;
 	int		fd[NFD];	/* its descriptors, -1 when unused */
@@ -248,10 +285,10 @@ struct session {
 	unsigned char	datyp;		/* request ATYP, for the log */
 	unsigned	lookup_id;	/* the lookup out for it, 0 none */
 	unsigned char	queued;		/* lookup waiting for the pipe */
-	unsigned char	naddr;		/* destination addresses ... */
-	unsigned char	nextaddr;	/* ... and the next one to try */
-	unsigned char	afam[SOCKS5_MAXADDR];
-	unsigned char	aaddr[SOCKS5_MAXADDR][16];
+	union {
+		struct dest	dst;	/* CONNECT, BIND: where to */
+		struct udp_name	udp;	/* UDP ASSOCIATE: a name's address */
+	} to;
 	unsigned short	dport;		/* destination port */
 	int		lasterr;	/* errno of the last failed connect */
 	const char	*result;	/* what is logged when it ends */
@@ -271,7 +308,6 @@ struct session {
 	unsigned long	dgrams_up;	/* datagrams relayed each way ... */
 	unsigned long	dgrams_down;
 	unsigned long	dgrams_dropped;	/* ... and dropped */
-	char		cname[256];	/* the name whose answer is cached */
 };
 
 /*
@@ -332,7 +368,8 @@ struct pace {
 };
 
 /* ------------------------------------------------------------------ */
-/* Globals: the configuration and everything allocated at startup.     */
+/* The server: its state in one struct, srv; signals and the scratch  */
+/* buffer beside it.                                                   */
 
 /*
  * UDP buffers hold a reassembled datagram, or one that waits for a
@@ -425,6 +462,8 @@ struct server {
 	int		 nresolvers;
 	int		 nqueued;	/* lookups waiting for the pipe */
 	unsigned	 lookup_ids;	/* the last lookup id handed out */
+	struct lookup_ans inline_ans;	/* single-session mode: an answer */
+	int		 inline_ready;	/* ... for the loop's next pass */
 	unsigned long	 last_reap;	/* helpers checked then */
 
 	/* Running as a daemon, with a pid file. */
@@ -1425,9 +1464,10 @@ auth_parse(const unsigned char *p, size_t n, struct credentials *c)
 	return (int)(3 + ulen + plen);
 }
 
-/* A parsed request, or a parsed UDP header (cmd holds FRAG then). */
+/* A parsed request, or a parsed UDP header. */
 struct request {
-	unsigned char	 cmd;
+	unsigned char	 cmd;		/* a request's CMD */
+	unsigned char	 frag;		/* a UDP header's FRAG */
 	unsigned char	 atyp;
 	unsigned char	 addr[16];	/* IPv4 or IPv6 */
 	unsigned char	 namelen;
@@ -1511,7 +1551,7 @@ udp_parse(const unsigned char *p, size_t n, struct request *r)
 	if (r->atyp == SOCKS5_ATYP_DOMAIN &&
 	    (r->namelen == 0 || strlen(r->name) != r->namelen))
 		return -1;
-	r->cmd = p[2];
+	r->frag = p[2];
 	return 3 + len;
 }
 
@@ -1720,10 +1760,29 @@ resolvers_reap(void)
 	}
 }
 
+/* Helpers running now, for the status line. */
+static int
+resolvers_alive(void)
+{
+	int	 i, n = 0;
+
+	for (i = 0; i < srv.nresolvers; i++)
+		if (srv.resolver[i] > 0)
+			n++;
+	return n;
+}
+
 /*
- * A session has at most one lookup out, named by lookup_id; nqueued
- * counts exactly the sessions whose request waits for the pipe.
+ * Asking. A session has at most one lookup out, named by lookup_id;
+ * nqueued counts exactly the sessions whose request waits for room in
+ * the pipe. An answer goes to its session only if it answers the
+ * lookup that session has out now.
  */
+
+static void	session_free(struct session *);
+static void	dest_resolved(struct session *, const struct lookup_ans *);
+static void	udp_resolved(struct session *, const struct lookup_ans *);
+
 static void
 lookup_queue(struct session *s)
 {
@@ -1748,16 +1807,109 @@ lookup_cancel(struct session *s)
 	s->lookup_id = 0;
 }
 
-/* Helpers running now, for the status line. */
-static int
-resolvers_alive(void)
+static void
+lookup_req_fill(struct lookup_req *q, const struct session *s)
 {
-	int	 i, n = 0;
+	memset(q, 0, sizeof(*q));
+	q->slot = (unsigned)(s - srv.sess);
+	q->id = s->lookup_id;
+	q->family = srv.conf.family == 4 ? AF_INET :
+	    srv.conf.family == 6 ? AF_INET6 : AF_UNSPEC;
+	(void)strcpy(q->name, s->cmd == SOCKS5_CMD_UDP ? s->to.udp.name :
+	    s->dname);
+}
 
-	for (i = 0; i < srv.nresolvers; i++)
-		if (srv.resolver[i] > 0)
-			n++;
-	return n;
+/*
+ * Ask a helper to look up the session's name under a new lookup id;
+ * when the pipe is full, the request waits (queued) for room. In
+ * single-session mode, look it up right here; the answer is given on
+ * the loop's next pass, as one from a helper would be.
+ */
+static int
+lookup_ask(struct session *s)
+{
+	struct lookup_req	 q;
+	ssize_t			 n;
+
+	if (++srv.lookup_ids == 0)
+		srv.lookup_ids = 1;
+	s->lookup_id = srv.lookup_ids;
+	s->lookup_deadline = srv.now + (unsigned long)srv.handshake_ms;
+	lookup_req_fill(&q, s);
+	if (srv.nresolvers == 0) {
+		lookup(&q, &srv.inline_ans);
+		clock_update();
+		srv.inline_ready = 1;
+		return 0;
+	}
+	n = write(srv.rq_fd, &q, sizeof(q));
+	if (n == (ssize_t)sizeof(q))
+		return 0;
+	if (n < 0 && AGAIN(errno)) {
+		lookup_queue(s);
+		return 0;
+	}
+	s->lookup_id = 0;
+	return -1;
+}
+
+/* The request pipe has room again: send the lookups that waited. */
+static void
+lookup_queue_flush(void)
+{
+	struct lookup_req	 q;
+	struct session		*s;
+	int			 i;
+
+	for (i = 0; i < srv.nactive && srv.nqueued > 0; i++) {
+		s = &srv.sess[srv.active[i]];
+		if (!s->queued)
+			continue;
+		lookup_req_fill(&q, s);
+		if (write(srv.rq_fd, &q, sizeof(q)) != (ssize_t)sizeof(q))
+			return;
+		lookup_unqueue(s);
+	}
+}
+
+/* The answer to the lookup s has out: for a datagram, or a request. */
+static void
+lookup_answer(struct session *s, const struct lookup_ans *a)
+{
+	s->lookup_id = 0;
+	if (s->cmd == SOCKS5_CMD_UDP)
+		udp_resolved(s, a);
+	else
+		dest_resolved(s, a);
+}
+
+/*
+ * Answers from the helpers (or the one made here), each to the session
+ * whose lookup it answers; others are late, and dropped.
+ */
+static void
+lookup_answers_read(void)
+{
+	struct lookup_ans	 a;
+	struct session		*s;
+	ssize_t			 n;
+
+	for (;;) {
+		if (srv.inline_ready) {
+			a = srv.inline_ans;
+			srv.inline_ready = 0;
+		} else if (srv.ra_fd < 0 ||
+		    (n = read(srv.ra_fd, &a, sizeof(a))) != (ssize_t)sizeof(a))
+			return;
+		if (a.slot >= (unsigned)srv.nsess)
+			continue;
+		s = &srv.sess[a.slot];
+		if (a.id == 0 || a.id != s->lookup_id)
+			continue;	/* not the lookup it has out now */
+		lookup_answer(s, &a);
+		if (s->state == S_DONE)
+			session_free(s);
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -1768,9 +1920,7 @@ static void	connect_next(struct session *);
 static void	dest_ready(struct session *);
 static void	bind_start(struct session *);
 static void	udp_start(struct session *, const struct request *);
-static void	udp_lookup_answer(struct session *, const struct lookup_ans *);
 static void	udp_release(struct session *);
-static void	lookup_answer(struct session *, const struct lookup_ans *);
 static void	authpace_leave(struct session *);
 static void	handshake_run(struct session *);
 
@@ -1843,14 +1993,13 @@ session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
 	s->datyp = 0;
 	s->lookup_id = 0;
 	s->queued = 0;
-	s->naddr = s->nextaddr = 0;
+	memset(&s->to, 0, sizeof(s->to));
 	s->lasterr = 0;
 	s->result = "closed";
 	s->dname[0] = s->user[0] = '\0';
 	s->dport = 0;
 	s->uport = 0;
 	s->uport_fixed = 0;
-	s->cname[0] = '\0';
 	s->rbuf = s->held = -1;
 	s->dgrams_up = s->dgrams_down = s->dgrams_dropped = 0;
 	memset(&s->peer, 0, sizeof(s->peer));
@@ -2026,406 +2175,14 @@ session_fail(struct session *s, int rep)
 }
 
 /* ------------------------------------------------------------------ */
-/* Handshake states. The client's bytes collect in the session's own   */
-/* small buffer (hs), never in a spill buffer; each complete message   */
-/* is taken out of it and handed to its state's function, and what    */
+/* Handshake. The client's bytes collect in the session's own small    */
+/* buffer (hs), never in a spill buffer; each complete message is      */
+/* taken out of it and handed to its state's function, and what        */
 /* follows (a partial message, or data behind the request) stays.      */
 
-/* The relay begins: bytes the client sent behind its request go first. */
-static void
-relay_begin(struct session *s)
-{
-	state_enter(s, S_RELAY);
-	s->result = rep_name[SOCKS5_REP_SUCCEEDED];
-	if (s->hslen > 0) {
-		s->up.data = s->hs;
-		s->up.off = 0;
-		s->up.len = s->hslen;
-		s->up.full = 1;
-		s->hslen = 0;
-	}
-}
-
-/* S_GREETING: a complete method selection message is in p. */
-static void
-st_greeting(struct session *s, const unsigned char *p)
-{
-	unsigned char	 r[2];
-	int		 want;
-
-	want = srv.conf.user_file ? SOCKS5_METHOD_USERPASS : SOCKS5_METHOD_NONE;
-	s->method = (unsigned char)greeting_method(p, want);
-	r[0] = SOCKS5_VERSION;
-	r[1] = s->method;
-	if (s->method == SOCKS5_METHOD_REJECT) {
-		s->result = "no-method";
-		session_close_with(s, r, 2);
-		return;
-	}
-	state_enter(s, s->method == SOCKS5_METHOD_USERPASS ? S_AUTH :
-	    S_REQUEST);
-	reply_send(s, r, 2);
-}
-
-/*
- * Login pacing. After a failed login from an address (for IPv6, its
- * /64), no login from it is answered for SOCKS5_AUTH_DELAY_MS: until
- * that gate opens, every login from it, right or wrong, waits in
- * S_AUTH_WAIT, and they are answered in the order they came, one after
- * another, each failure closing the gate for the delay again. So an
- * address learns at most one failure per delay, however many
- * connections it opens, while a right login only waits for the gate:
- * once the failures stop, the gate stays open. At most as many logins
- * as the handshake timeout holds delays wait per address; one more is
- * closed at once, unanswered and its password unchecked, so that the
- * close tells nothing either. An entry lives while it has logins
- * waiting or its gate is closed; when all are busy, a login from an
- * address without one is closed the same way: pacing fails closed.
- */
-
-/*
- * The entry for s's address, -1 if it has none; with make, a new one
- * (taking a free entry, or else an idle one whose gate opens first),
- * -1 when every entry has logins waiting.
- */
-static int
-authpace_find(const struct session *s, int make)
-{
-	unsigned char	 raw[16], key[8], fam;
-	int		 i, pick = -1;
-
-	memset(raw, 0, sizeof(raw));
-	memset(key, 0, sizeof(key));
-	fam = (unsigned char)s->peer.sa.sa_family;
-	if (fam == AF_INET)
-		memcpy(raw, &s->peer.sin.sin_addr, 4);
-	else if (fam == AF_INET6)
-		memcpy(raw, &s->peer.sin6.sin6_addr, 16);
-	else
-		fam = 0;
-	(void)addr_unmap(&fam, raw);
-	memcpy(key, raw, fam == AF_INET ? 4 : 8);	/* IPv6: the /64 */
-	for (i = 0; i < SOCKS5_AUTH_TRACK; i++) {
-		if (srv.authpace[i].used && srv.authpace[i].fam == fam &&
-		    memcmp(srv.authpace[i].key, key, 8) == 0)
-			return i;
-		if (!srv.authpace[i].used) {
-			if (pick < 0 || srv.authpace[pick].used)
-				pick = i;
-		} else if (srv.authpace[i].waiting == 0 && (pick < 0 ||
-		    (srv.authpace[pick].used &&
-		    DUE(srv.authpace[i].gate, srv.authpace[pick].gate))))
-			pick = i;
-	}
-	if (!make || pick < 0)
-		return -1;
-	if (!srv.authpace[pick].used)
-		srv.authpace_used++;
-	srv.authpace[pick].used = 1;
-	srv.authpace[pick].fam = fam;
-	memcpy(srv.authpace[pick].key, key, 8);
-	srv.authpace[pick].waiting = 0;
-	srv.authpace[pick].gate = srv.now;
-	return pick;
-}
-
-/* Does every entry have logins waiting, leaving none for an address? */
-static int
-authpace_full(void)
-{
-	int	 i;
-
-	for (i = 0; i < SOCKS5_AUTH_TRACK; i++)
-		if (!srv.authpace[i].used || srv.authpace[i].waiting == 0)
-			return 0;
-	return 1;
-}
-
-/* s stops waiting for its address's gate. */
-static void
-authpace_leave(struct session *s)
-{
-	if (s->pace >= 0 && srv.authpace[s->pace].waiting > 0)
-		srv.authpace[s->pace].waiting--;
-	s->pace = -1;
-}
-
-/* Answer a login: 01 00 and on to the request, or 01 01 and close. */
-static void
-auth_answer(struct session *s)
-{
-	static const unsigned char ok[2] = { SOCKS5_AUTH_VERSION, 0 };
-	static const unsigned char no[2] = { SOCKS5_AUTH_VERSION, 1 };
-	char	 peer[64], name[1100];
-	int	 i;
-
-	if (!s->auth_ok) {
-		logmsg(LOG_WARNING, "auth failed client=%s user=%s",
-		    addr_str(peer, sizeof(peer), &s->peer),
-		    escape(name, sizeof(name), s->user, s->ulen));
-		if ((i = authpace_find(s, 1)) >= 0)
-			srv.authpace[i].gate = srv.now + SOCKS5_AUTH_DELAY_MS;
-		s->result = "auth-failed";
-		session_close_with(s, no, 2);
-		return;
-	}
-	state_enter(s, S_REQUEST);
-	reply_send(s, ok, 2);
-}
-
-/* A login that cannot wait is closed unanswered, its password unread. */
-static void
-auth_refuse_paced(struct session *s)
-{
-	char	 peer[64], name[1100];
-
-	logmsg(LOG_WARNING, "auth paced client=%s user=%s: closed unanswered",
-	    addr_str(peer, sizeof(peer), &s->peer),
-	    escape(name, sizeof(name), s->user, s->ulen));
-	session_end(s, "auth-paced");
-}
-
-/* S_AUTH: method 02 was chosen; a complete RFC 1929 request is in p. */
-static void
-st_auth(struct session *s, const unsigned char *p, size_t n)
-{
-	struct credentials	 c;
-	unsigned		 most;
-	int			 i;
-
-	if (auth_parse(p, n, &c) <= 0)
-		return;			/* handshake_run measured it whole */
-	memcpy(s->user, c.name, c.ulen);
-	s->user[c.ulen] = '\0';
-	s->ulen = (unsigned char)c.ulen;
-	i = authpace_find(s, 0);
-	if (i < 0 && authpace_full()) {
-		auth_refuse_paced(s);	/* no entry to pace it with */
-		return;
-	}
-	if (i >= 0 && (srv.authpace[i].waiting > 0 ||
-	    !DUE(srv.authpace[i].gate, srv.now))) {
-		most = (unsigned)(srv.handshake_ms / SOCKS5_AUTH_DELAY_MS);
-		if (srv.authpace[i].waiting >= (most > 0 ? most : 1)) {
-			auth_refuse_paced(s);
-			return;
-		}
-		s->auth_ok = (unsigned char)users_check(c.name, c.ulen,
-		    c.pass, c.plen);
-		srv.authpace[i].waiting++;
-		s->pace = i;
-		s->pace_seq = ++srv.authpace_seq;
-		/* its turn is due within the timeout; the gate may run late */
-		state_enter(s, S_AUTH_WAIT);
-		return;
-	}
-	s->auth_ok = (unsigned char)users_check(c.name, c.ulen, c.pass,
-	    c.plen);
-	auth_answer(s);
-}
-
-/* The login from entry i's address that has waited longest, or NULL. */
-static struct session *
-authpace_first(int i)
-{
-	struct session	*s, *first = NULL;
-	int		 k;
-
-	for (k = 0; k < srv.nactive; k++) {
-		s = &srv.sess[srv.active[k]];
-		if (s->state == S_AUTH_WAIT && s->pace == i && (first == NULL ||
-		    (long)(s->pace_seq - first->pace_seq) < 0))
-			first = s;
-	}
-	return first;
-}
-
-/*
- * Open gates: answer the waiting logins in turn until a failure closes
- * the gate again; forget the addresses with nothing left to pace.
- */
-static void
-authpace_run(void)
-{
-	struct session	*s;
-	int		 i;
-
-	for (i = 0; i < SOCKS5_AUTH_TRACK && srv.authpace_used > 0; i++) {
-		if (!srv.authpace[i].used)
-			continue;
-		while (srv.authpace[i].waiting > 0 && DUE(srv.authpace[i].gate, srv.now)) {
-			if ((s = authpace_first(i)) == NULL) {
-				srv.authpace[i].waiting = 0;
-				break;
-			}
-			authpace_leave(s);
-			auth_answer(s);
-			handshake_run(s);	/* a request sent behind it */
-			if (s->state == S_DONE)
-				session_free(s);
-		}
-		if (srv.authpace[i].waiting == 0 && DUE(srv.authpace[i].gate, srv.now)) {
-			srv.authpace[i].used = 0;
-			srv.authpace_used--;
-		}
-	}
-}
-
-/* When the next gate opens, into *first (if *have, only if sooner). */
-static void
-authpace_next(unsigned long *first, int *have)
-{
-	int	 i;
-
-	for (i = 0; i < SOCKS5_AUTH_TRACK && srv.authpace_used > 0; i++)
-		if (srv.authpace[i].used &&
-		    (!*have || DUE(srv.authpace[i].gate, *first))) {
-			*first = srv.authpace[i].gate;
-			*have = 1;
-		}
-}
-
-/* Outgoing family allowed by -4/-6? */
-static int
-family_ok(int fam)
-{
-	return !(srv.conf.family == 4 && fam != AF_INET) &&
-	    !(srv.conf.family == 6 && fam != AF_INET6);
-}
-
-/* ... and by the -b address, for CONNECT? */
-static int
-family_allowed(int fam)
-{
-	return family_ok(fam) && (!srv.have_bind || srv.bind_sa.sa.sa_family == fam);
-}
-
-static void
-lookup_req_fill(struct lookup_req *q, const struct session *s)
-{
-	memset(q, 0, sizeof(*q));
-	q->slot = (unsigned)(s - srv.sess);
-	q->id = s->lookup_id;
-	q->family = srv.conf.family == 4 ? AF_INET :
-	    srv.conf.family == 6 ? AF_INET6 : AF_UNSPEC;
-	(void)strcpy(q->name, s->cmd == SOCKS5_CMD_UDP ? s->cname : s->dname);
-}
-
-/*
- * Ask a helper to look up the session's name under a new lookup id;
- * when the pipe is full, the request waits for POLLOUT. In
- * single-session mode, look it up right here.
- */
-static int
-lookup_send(struct session *s)
-{
-	struct lookup_req	 q;
-	struct lookup_ans	 a;
-	ssize_t			 n;
-
-	if (++srv.lookup_ids == 0)
-		srv.lookup_ids = 1;
-	s->lookup_id = srv.lookup_ids;
-	s->lookup_deadline = srv.now + (unsigned long)srv.handshake_ms;
-	lookup_req_fill(&q, s);
-	if (srv.nresolvers == 0) {
-		lookup(&q, &a);
-		clock_update();
-		lookup_answer(s, &a);
-		return 0;
-	}
-	n = write(srv.rq_fd, &q, sizeof(q));
-	if (n == (ssize_t)sizeof(q))
-		return 0;
-	if (n < 0 && AGAIN(errno)) {
-		lookup_queue(s);
-		return 0;
-	}
-	s->lookup_id = 0;
-	return -1;
-}
-
-/* S_REQUEST named a host: wait in S_RESOLVE for its addresses. */
-static void
-lookup_start(struct session *s)
-{
-	state_enter(s, S_RESOLVE);
-	if (lookup_send(s) == -1)
-		session_fail(s, SOCKS5_REP_FAILURE);
-}
-
-/* The resolver answered the lookup s has out: use the addresses. */
-static void
-lookup_answer(struct session *s, const struct lookup_ans *a)
-{
-	int	 i;
-
-	s->lookup_id = 0;
-	if (s->cmd == SOCKS5_CMD_UDP) {
-		udp_lookup_answer(s, a);
-		return;
-	}
-	if (a->naddr <= 0) {
-		logmsg(LOG_DEBUG, "cannot resolve %s", dest_str(s));
-		session_fail(s, SOCKS5_REP_HOST_UNREACHABLE);
-		return;
-	}
-	s->naddr = (unsigned char)a->naddr;
-	s->nextaddr = 0;
-	for (i = 0; i < a->naddr; i++) {
-		s->afam[i] = a->afam[i];
-		memcpy(s->aaddr[i], a->aaddr[i], 16);
-	}
-	s->lasterr = EAFNOSUPPORT;
-	dest_ready(s);
-}
-
-/* S_REQUEST: authenticated (or no auth needed); a whole request in p. */
-static void
-st_request(struct session *s, const unsigned char *p, size_t n)
-{
-	struct request	 r;
-
-	if (request_parse(p, n, &r) <= 0)
-		return;			/* handshake_run measured it whole */
-	s->cmd = r.cmd;
-	s->datyp = r.atyp;
-	s->dport = (unsigned short)r.port;
-	if (r.atyp == SOCKS5_ATYP_DOMAIN) {
-		memcpy(s->dname, r.name, (size_t)r.namelen + 1);
-		s->dnamelen = r.namelen;
-	} else {
-		(void)inet_ntop(r.atyp == SOCKS5_ATYP_IPV4 ? AF_INET : AF_INET6,
-		    r.addr, s->dname, sizeof(s->dname));
-	}
-	if (r.cmd == SOCKS5_CMD_UDP) {
-		udp_start(s, &r);
-		return;
-	}
-	if (r.cmd != SOCKS5_CMD_CONNECT && r.cmd != SOCKS5_CMD_BIND) {
-		session_fail(s, SOCKS5_REP_CMD_UNSUPPORTED);
-		return;
-	}
-	if (r.atyp == SOCKS5_ATYP_DOMAIN) {
-		if (r.namelen == 0 || strlen(r.name) != r.namelen) {
-			session_fail(s, SOCKS5_REP_FAILURE);
-			return;
-		}
-		lookup_start(s);
-		return;
-	}
-	s->naddr = 1;
-	s->nextaddr = 0;
-	s->afam[0] = (unsigned char)(r.atyp == SOCKS5_ATYP_IPV4 ? AF_INET :
-	    AF_INET6);
-	memcpy(s->aaddr[0], r.addr, 16);
-	if (!family_ok(addr_unmap(&s->afam[0], s->aaddr[0]))) {
-		session_fail(s, SOCKS5_REP_ATYP_UNSUPPORTED);
-		return;
-	}
-	s->lasterr = EAFNOSUPPORT;
-	dest_ready(s);
-}
+static void	on_greeting(struct session *, const unsigned char *);
+static void	on_login(struct session *, const unsigned char *, size_t);
+static void	on_request(struct session *, const unsigned char *, size_t);
 
 /*
  * The length of the complete message s->hs starts with, for the state
@@ -2485,11 +2242,11 @@ handshake_run(struct session *s)
 		memcpy(msg, s->hs, (size_t)len);
 		hs_consume(s, (unsigned)len);
 		if (st == S_GREETING)
-			st_greeting(s, msg);
+			on_greeting(s, msg);
 		else if (st == S_AUTH)
-			st_auth(s, msg, (size_t)len);
+			on_login(s, msg, (size_t)len);
 		else
-			st_request(s, msg, (size_t)len);
+			on_request(s, msg, (size_t)len);
 		memset(msg, 0, (size_t)len);	/* a password, maybe */
 	}
 	st = s->state;
@@ -2570,11 +2327,251 @@ st_waiting(struct session *s, const int *rev)
 	(void)client_vanished(s, rev);
 }
 
-/* S_RESOLVE: no answer in time. */
-static void
-resolve_expired(struct session *s)
+/* ------------------------------------------------------------------ */
+/* Login pacing: an address that fails a login waits for its answers.  */
+
+/*
+ * After a failed login from an address (for IPv6, its
+ * /64), no login from it is answered for SOCKS5_AUTH_DELAY_MS: until
+ * that gate opens, every login from it, right or wrong, waits in
+ * S_AUTH_WAIT, and they are answered in the order they came, one after
+ * another, each failure closing the gate for the delay again. So an
+ * address learns at most one failure per delay, however many
+ * connections it opens, while a right login only waits for the gate:
+ * once the failures stop, the gate stays open. At most as many logins
+ * as the handshake timeout holds delays wait per address; one more is
+ * closed at once, unanswered and its password unchecked, so that the
+ * close tells nothing either. An entry lives while it has logins
+ * waiting or its gate is closed; when all are busy, a login from an
+ * address without one is closed the same way: pacing fails closed.
+ */
+
+static void	auth_answer(struct session *);
+
+/*
+ * The entry for s's address, -1 if it has none; with make, a new one
+ * (taking a free entry, or else an idle one whose gate opens first),
+ * -1 when every entry has logins waiting.
+ */
+static int
+authpace_find(const struct session *s, int make)
 {
-	session_fail(s, SOCKS5_REP_HOST_UNREACHABLE);
+	unsigned char	 raw[16], key[8], fam;
+	int		 i, pick = -1;
+
+	memset(raw, 0, sizeof(raw));
+	memset(key, 0, sizeof(key));
+	fam = (unsigned char)s->peer.sa.sa_family;
+	if (fam == AF_INET)
+		memcpy(raw, &s->peer.sin.sin_addr, 4);
+	else if (fam == AF_INET6)
+		memcpy(raw, &s->peer.sin6.sin6_addr, 16);
+	else
+		fam = 0;
+	(void)addr_unmap(&fam, raw);
+	memcpy(key, raw, fam == AF_INET ? 4 : 8);	/* IPv6: the /64 */
+	for (i = 0; i < SOCKS5_AUTH_TRACK; i++) {
+		if (srv.authpace[i].used && srv.authpace[i].fam == fam &&
+		    memcmp(srv.authpace[i].key, key, 8) == 0)
+			return i;
+		if (!srv.authpace[i].used) {
+			if (pick < 0 || srv.authpace[pick].used)
+				pick = i;
+		} else if (srv.authpace[i].waiting == 0 && (pick < 0 ||
+		    (srv.authpace[pick].used &&
+		    DUE(srv.authpace[i].gate, srv.authpace[pick].gate))))
+			pick = i;
+	}
+	if (!make || pick < 0)
+		return -1;
+	if (!srv.authpace[pick].used)
+		srv.authpace_used++;
+	srv.authpace[pick].used = 1;
+	srv.authpace[pick].fam = fam;
+	memcpy(srv.authpace[pick].key, key, 8);
+	srv.authpace[pick].waiting = 0;
+	srv.authpace[pick].gate = srv.now;
+	return pick;
+}
+
+/* Does every entry have logins waiting, leaving none for an address? */
+static int
+authpace_full(void)
+{
+	int	 i;
+
+	for (i = 0; i < SOCKS5_AUTH_TRACK; i++)
+		if (!srv.authpace[i].used || srv.authpace[i].waiting == 0)
+			return 0;
+	return 1;
+}
+
+/* s stops waiting for its address's gate. */
+static void
+authpace_leave(struct session *s)
+{
+	if (s->pace >= 0 && srv.authpace[s->pace].waiting > 0)
+		srv.authpace[s->pace].waiting--;
+	s->pace = -1;
+}
+
+/* The login from entry i's address that has waited longest, or NULL. */
+static struct session *
+authpace_first(int i)
+{
+	struct session	*s, *first = NULL;
+	int		 k;
+
+	for (k = 0; k < srv.nactive; k++) {
+		s = &srv.sess[srv.active[k]];
+		if (s->state == S_AUTH_WAIT && s->pace == i && (first == NULL ||
+		    (long)(s->pace_seq - first->pace_seq) < 0))
+			first = s;
+	}
+	return first;
+}
+
+/*
+ * Open gates: answer the waiting logins in turn until a failure closes
+ * the gate again; forget the addresses with nothing left to pace.
+ */
+static void
+authpace_run(void)
+{
+	struct session	*s;
+	int		 i;
+
+	for (i = 0; i < SOCKS5_AUTH_TRACK && srv.authpace_used > 0; i++) {
+		if (!srv.authpace[i].used)
+			continue;
+		while (srv.authpace[i].waiting > 0 && DUE(srv.authpace[i].gate, srv.now)) {
+			if ((s = authpace_first(i)) == NULL) {
+				srv.authpace[i].waiting = 0;
+				break;
+			}
+			authpace_leave(s);
+			auth_answer(s);
+			handshake_run(s);	/* a request sent behind it */
+			if (s->state == S_DONE)
+				session_free(s);
+		}
+		if (srv.authpace[i].waiting == 0 && DUE(srv.authpace[i].gate, srv.now)) {
+			srv.authpace[i].used = 0;
+			srv.authpace_used--;
+		}
+	}
+}
+
+/* When the next gate opens, into *first (if *have, only if sooner). */
+static void
+authpace_next(unsigned long *first, int *have)
+{
+	int	 i;
+
+	for (i = 0; i < SOCKS5_AUTH_TRACK && srv.authpace_used > 0; i++)
+		if (srv.authpace[i].used &&
+		    (!*have || DUE(srv.authpace[i].gate, *first))) {
+			*first = srv.authpace[i].gate;
+			*have = 1;
+		}
+}
+
+/* ------------------------------------------------------------------ */
+/* Greeting and login (RFC 1929).                                      */
+
+/* S_GREETING: a complete method selection message is in p. */
+static void
+on_greeting(struct session *s, const unsigned char *p)
+{
+	unsigned char	 r[2];
+	int		 want;
+
+	want = srv.conf.user_file ? SOCKS5_METHOD_USERPASS : SOCKS5_METHOD_NONE;
+	s->method = (unsigned char)greeting_method(p, want);
+	r[0] = SOCKS5_VERSION;
+	r[1] = s->method;
+	if (s->method == SOCKS5_METHOD_REJECT) {
+		s->result = "no-method";
+		session_close_with(s, r, 2);
+		return;
+	}
+	state_enter(s, s->method == SOCKS5_METHOD_USERPASS ? S_AUTH :
+	    S_REQUEST);
+	reply_send(s, r, 2);
+}
+
+/* Answer a login: 01 00 and on to the request, or 01 01 and close. */
+static void
+auth_answer(struct session *s)
+{
+	static const unsigned char ok[2] = { SOCKS5_AUTH_VERSION, 0 };
+	static const unsigned char no[2] = { SOCKS5_AUTH_VERSION, 1 };
+	char	 peer[64], name[1100];
+	int	 i;
+
+	if (!s->auth_ok) {
+		logmsg(LOG_WARNING, "auth failed client=%s user=%s",
+		    addr_str(peer, sizeof(peer), &s->peer),
+		    escape(name, sizeof(name), s->user, s->ulen));
+		if ((i = authpace_find(s, 1)) >= 0)
+			srv.authpace[i].gate = srv.now + SOCKS5_AUTH_DELAY_MS;
+		s->result = "auth-failed";
+		session_close_with(s, no, 2);
+		return;
+	}
+	state_enter(s, S_REQUEST);
+	reply_send(s, ok, 2);
+}
+
+/* A login that cannot wait is closed unanswered, its password unread. */
+static void
+auth_refuse_paced(struct session *s)
+{
+	char	 peer[64], name[1100];
+
+	logmsg(LOG_WARNING, "auth paced client=%s user=%s: closed unanswered",
+	    addr_str(peer, sizeof(peer), &s->peer),
+	    escape(name, sizeof(name), s->user, s->ulen));
+	session_end(s, "auth-paced");
+}
+
+/* S_AUTH: method 02 was chosen; a complete RFC 1929 request is in p. */
+static void
+on_login(struct session *s, const unsigned char *p, size_t n)
+{
+	struct credentials	 c;
+	unsigned		 most;
+	int			 i;
+
+	if (auth_parse(p, n, &c) <= 0)
+		return;			/* handshake_run measured it whole */
+	memcpy(s->user, c.name, c.ulen);
+	s->user[c.ulen] = '\0';
+	s->ulen = (unsigned char)c.ulen;
+	i = authpace_find(s, 0);
+	if (i < 0 && authpace_full()) {
+		auth_refuse_paced(s);	/* no entry to pace it with */
+		return;
+	}
+	if (i >= 0 && (srv.authpace[i].waiting > 0 ||
+	    !DUE(srv.authpace[i].gate, srv.now))) {
+		most = (unsigned)(srv.handshake_ms / SOCKS5_AUTH_DELAY_MS);
+		if (srv.authpace[i].waiting >= (most > 0 ? most : 1)) {
+			auth_refuse_paced(s);
+			return;
+		}
+		s->auth_ok = (unsigned char)users_check(c.name, c.ulen,
+		    c.pass, c.plen);
+		srv.authpace[i].waiting++;
+		s->pace = i;
+		s->pace_seq = ++srv.authpace_seq;
+		/* its turn is due within the timeout; the gate may run late */
+		state_enter(s, S_AUTH_WAIT);
+		return;
+	}
+	s->auth_ok = (unsigned char)users_check(c.name, c.ulen, c.pass,
+	    c.plen);
+	auth_answer(s);
 }
 
 /* S_AUTH_WAIT: its turn did not come in time. */
@@ -2584,6 +2581,134 @@ auth_wait_expired(struct session *s)
 	auth_refuse_paced(s);
 }
 
+/* ------------------------------------------------------------------ */
+/* Requests: CONNECT and BIND find the destination's addresses, by     */
+/* a lookup when it is a name; UDP ASSOCIATE starts at once.           */
+
+/* Outgoing family allowed by -4/-6? */
+static int
+family_permitted(int fam)
+{
+	return !(srv.conf.family == 4 && fam != AF_INET) &&
+	    !(srv.conf.family == 6 && fam != AF_INET6);
+}
+
+/* ... and by the -b address, for CONNECT? */
+static int
+connect_family_ok(int fam)
+{
+	return family_permitted(fam) && (!srv.have_bind || srv.bind_sa.sa.sa_family == fam);
+}
+
+/* S_REQUEST named a host: wait in S_RESOLVE for its addresses. */
+static void
+lookup_start(struct session *s)
+{
+	state_enter(s, S_RESOLVE);
+	if (lookup_ask(s) == -1)
+		session_fail(s, SOCKS5_REP_FAILURE);
+}
+
+/* A CONNECT's or BIND's name resolved, or did not: on to its addresses. */
+static void
+dest_resolved(struct session *s, const struct lookup_ans *a)
+{
+	int	 i;
+
+	if (a->naddr <= 0) {
+		logmsg(LOG_DEBUG, "cannot resolve %s", dest_str(s));
+		session_fail(s, SOCKS5_REP_HOST_UNREACHABLE);
+		return;
+	}
+	s->to.dst.naddr = (unsigned char)a->naddr;
+	s->to.dst.next = 0;
+	for (i = 0; i < a->naddr; i++) {
+		s->to.dst.fam[i] = a->afam[i];
+		memcpy(s->to.dst.addr[i], a->aaddr[i], 16);
+	}
+	s->lasterr = EAFNOSUPPORT;
+	dest_ready(s);
+}
+
+/* The destination's addresses are known: connect, or listen for BIND. */
+static void
+dest_ready(struct session *s)
+{
+	if (s->cmd == SOCKS5_CMD_BIND)
+		bind_start(s);
+	else
+		connect_next(s);
+}
+
+/* S_REQUEST: authenticated (or no auth needed); a whole request in p. */
+static void
+on_request(struct session *s, const unsigned char *p, size_t n)
+{
+	struct request	 r;
+
+	if (request_parse(p, n, &r) <= 0)
+		return;			/* handshake_run measured it whole */
+	s->cmd = r.cmd;
+	s->datyp = r.atyp;
+	s->dport = (unsigned short)r.port;
+	if (r.atyp == SOCKS5_ATYP_DOMAIN) {
+		memcpy(s->dname, r.name, (size_t)r.namelen + 1);
+		s->dnamelen = r.namelen;
+	} else {
+		(void)inet_ntop(r.atyp == SOCKS5_ATYP_IPV4 ? AF_INET : AF_INET6,
+		    r.addr, s->dname, sizeof(s->dname));
+	}
+	if (r.cmd == SOCKS5_CMD_UDP) {
+		udp_start(s, &r);
+		return;
+	}
+	if (r.cmd != SOCKS5_CMD_CONNECT && r.cmd != SOCKS5_CMD_BIND) {
+		session_fail(s, SOCKS5_REP_CMD_UNSUPPORTED);
+		return;
+	}
+	if (r.atyp == SOCKS5_ATYP_DOMAIN) {
+		if (r.namelen == 0 || strlen(r.name) != r.namelen) {
+			session_fail(s, SOCKS5_REP_FAILURE);
+			return;
+		}
+		lookup_start(s);
+		return;
+	}
+	s->to.dst.naddr = 1;
+	s->to.dst.next = 0;
+	s->to.dst.fam[0] = (unsigned char)(r.atyp == SOCKS5_ATYP_IPV4 ? AF_INET :
+	    AF_INET6);
+	memcpy(s->to.dst.addr[0], r.addr, 16);
+	if (!family_permitted(addr_unmap(&s->to.dst.fam[0], s->to.dst.addr[0]))) {
+		session_fail(s, SOCKS5_REP_ATYP_UNSUPPORTED);
+		return;
+	}
+	s->lasterr = EAFNOSUPPORT;
+	dest_ready(s);
+}
+
+/* S_RESOLVE: no answer in time. */
+static void
+resolve_expired(struct session *s)
+{
+	session_fail(s, SOCKS5_REP_HOST_UNREACHABLE);
+}
+
+static void
+relay_begin(struct session *s)
+{
+	state_enter(s, S_RELAY);
+	s->result = rep_name[SOCKS5_REP_SUCCEEDED];
+	if (s->hslen > 0) {
+		s->up.data = s->hs;
+		s->up.off = 0;
+		s->up.len = s->hslen;
+		s->up.full = 1;
+		s->hslen = 0;
+	}
+}
+
+/* The relay begins: bytes the client sent behind its request go first. */
 /* ------------------------------------------------------------------ */
 /* Connecting: walk the destination's addresses, non-blocking.         */
 
@@ -2608,16 +2733,16 @@ connect_next(struct session *s)
 	socklen_t		 alen, blen;
 	int			 fd, i;
 
-	while (s->nextaddr < s->naddr) {
-		i = s->nextaddr++;
-		if (!family_allowed(s->afam[i]))
+	while (s->to.dst.next < s->to.dst.naddr) {
+		i = s->to.dst.next++;
+		if (!connect_family_ok(s->to.dst.fam[i]))
 			continue;
-		if (rules_request(s, SOCKS5_CMD_CONNECT, s->afam[i],
-		    s->aaddr[i], s->dport, "connect", LOG_NOTICE) == -1) {
+		if (rules_request(s, SOCKS5_CMD_CONNECT, s->to.dst.fam[i],
+		    s->to.dst.addr[i], s->dport, "connect", LOG_NOTICE) == -1) {
 			s->lasterr = EACCES;
 			continue;
 		}
-		alen = addr_make(&a, s->afam[i], s->aaddr[i], s->dport);
+		alen = addr_make(&a, s->to.dst.fam[i], s->to.dst.addr[i], s->dport);
 		if ((fd = socket(a.sa.sa_family, SOCK_STREAM, 0)) == -1) {
 			s->lasterr = errno;
 			continue;
@@ -2687,24 +2812,14 @@ ttl_expired(struct session *s)
 /* ------------------------------------------------------------------ */
 /* BIND: listen for one incoming connection on the client's behalf.    */
 
-/* The destination's addresses are known: connect, or listen for BIND. */
-static void
-dest_ready(struct session *s)
-{
-	if (s->cmd == SOCKS5_CMD_BIND)
-		bind_start(s);
-	else
-		connect_next(s);
-}
-
 /* Is the destination the all-zero address: accept any peer? */
 static int
 dst_is_any(const struct session *s)
 {
 	static const unsigned char zero[16] = { 0 };
 
-	return s->naddr == 1 &&
-	    memcmp(s->aaddr[0], zero, ADDR_LEN(s->afam[0])) == 0;
+	return s->to.dst.naddr == 1 &&
+	    memcmp(s->to.dst.addr[0], zero, ADDR_LEN(s->to.dst.fam[0])) == 0;
 }
 
 /*
@@ -2729,7 +2844,7 @@ bind_local(struct session *s, int fam, union sockaddr_any *a,
 	*alen = sizeof(*a);
 	memset(a, 0, sizeof(*a));
 	if (!dst_is_any(s)) {
-		dlen = addr_make(&d, fam, s->aaddr[0], s->dport ? s->dport : 9);
+		dlen = addr_make(&d, fam, s->to.dst.addr[0], s->dport ? s->dport : 9);
 		if ((fd = socket(fam, SOCK_DGRAM, 0)) != -1) {
 			if (connect(fd, &d.sa, dlen) == -1 ||
 			    getsockname(fd, &a->sa, alen) == -1)
@@ -2755,7 +2870,7 @@ bind_local(struct session *s, int fam, union sockaddr_any *a,
 
 /* Replace the address in a reply by the -e address, keeping the port. */
 static void
-announce(union sockaddr_any *a)
+addr_set_external(union sockaddr_any *a)
 {
 	unsigned	 port;
 
@@ -2775,9 +2890,9 @@ bind_start(struct session *s)
 	unsigned char		 r[22];
 	int			 fd, i, fam = 0;
 
-	for (i = 0; i < s->naddr && fam == 0; i++)
-		if (family_ok(s->afam[i]))
-			fam = s->afam[i];
+	for (i = 0; i < s->to.dst.naddr && fam == 0; i++)
+		if (family_permitted(s->to.dst.fam[i]))
+			fam = s->to.dst.fam[i];
 	if (fam == 0) {
 		session_fail(s, SOCKS5_REP_ATYP_UNSUPPORTED);
 		return;
@@ -2788,7 +2903,7 @@ bind_start(struct session *s)
 		session_fail(s, SOCKS5_REP_FAILURE);
 		return;
 	}
-	if (rules_request(s, SOCKS5_CMD_BIND, fam, s->aaddr[i - 1], s->dport,
+	if (rules_request(s, SOCKS5_CMD_BIND, fam, s->to.dst.addr[i - 1], s->dport,
 	    "bind", LOG_NOTICE) == -1) {
 		session_fail(s, SOCKS5_REP_NOT_ALLOWED);
 		return;
@@ -2810,7 +2925,7 @@ bind_start(struct session *s)
 	}
 	alen = sizeof(a);
 	(void)getsockname(fd, &a.sa, &alen);
-	announce(&a);
+	addr_set_external(&a);
 	state_enter(s, S_BIND_WAIT);
 	reply_send(s, r, reply_build(r, SOCKS5_REP_SUCCEEDED, &a));
 }
@@ -2827,9 +2942,9 @@ bind_peer_ok(const struct session *s, const union sockaddr_any *p)
 	fam = (unsigned char)p->sa.sa_family;
 	memcpy(ip, sa_ip(p), ADDR_LEN(fam));
 	(void)addr_unmap(&fam, ip);
-	for (i = 0; i < s->naddr; i++)
-		if (s->afam[i] == fam &&
-		    memcmp(s->aaddr[i], ip, ADDR_LEN(fam)) == 0)
+	for (i = 0; i < s->to.dst.naddr; i++)
+		if (s->to.dst.fam[i] == fam &&
+		    memcmp(s->to.dst.addr[i], ip, ADDR_LEN(fam)) == 0)
 			return 1;
 	return 0;
 }
@@ -3023,8 +3138,8 @@ udp_start(struct session *s, const struct request *r)
 		session_fail(s, SOCKS5_REP_FAILURE);
 		return;
 	}
-	announce(&a);
-	s->naddr = 0;		/* no name cached yet */
+	addr_set_external(&a);
+	s->to.udp.have = 0;	/* no name cached yet */
 	state_enter(s, S_UDP);
 	s->result = rep_name[SOCKS5_REP_SUCCEEDED];
 	reply_send(s, rep, reply_build(rep, SOCKS5_REP_SUCCEEDED, &a));
@@ -3090,7 +3205,7 @@ udp_forward(struct session *s, const unsigned char *hdr,
 
 	hlen = socksaddr_parse(hdr, 262, &d);
 	if (d.atyp == SOCKS5_ATYP_DOMAIN) {
-		if (s->naddr == 0 || strcmp(s->cname, d.name) != 0) {
+		if (!s->to.udp.have || strcmp(s->to.udp.name, d.name) != 0) {
 			if (s->lookup_id != 0) {
 				udp_drop(s, "another lookup is pending");
 				udpbuf_put(&ub);
@@ -3106,23 +3221,23 @@ udp_forward(struct session *s, const unsigned char *hdr,
 			}
 			s->held = ub;
 			s->held_len = (unsigned)len;
-			s->naddr = 0;
-			memcpy(s->cname, d.name, (size_t)d.namelen + 1);
-			if (lookup_send(s) == -1) {
+			s->to.udp.have = 0;
+			memcpy(s->to.udp.name, d.name, (size_t)d.namelen + 1);
+			if (lookup_ask(s) == -1) {
 				udpbuf_put(&s->held);
 				udp_drop(s, "resolver unavailable");
 			}
 			return;
 		}
-		fam = s->afam[0];
-		ip = s->aaddr[0];
+		fam = s->to.udp.fam;
+		ip = s->to.udp.addr;
 	} else {
 		dfam = d.atyp == SOCKS5_ATYP_IPV4 ? AF_INET : AF_INET6;
 		fam = addr_unmap(&dfam, d.addr);
 		ip = d.addr;
 	}
 	alen = addr_make(&a, fam, ip, d.port);
-	if (!family_ok(fam))
+	if (!family_permitted(fam))
 		udp_drop(s, "address family not allowed");
 	else if (rules_request(s, SOCKS5_CMD_UDP, fam, ip, d.port,
 	    "datagram", LOG_DEBUG) == -1)
@@ -3140,22 +3255,22 @@ udp_forward(struct session *s, const unsigned char *hdr,
 
 /* A lookup for a datagram came back: cache it, send what waited. */
 static void
-udp_lookup_answer(struct session *s, const struct lookup_ans *a)
+udp_resolved(struct session *s, const struct lookup_ans *a)
 {
 	int	 i, ub;
 
-	s->naddr = 0;
-	for (i = 0; i < a->naddr && s->naddr == 0; i++)
-		if (family_ok(a->afam[i])) {
-			s->afam[0] = a->afam[i];
-			memcpy(s->aaddr[0], a->aaddr[i], 16);
-			s->naddr = 1;
+	s->to.udp.have = 0;
+	for (i = 0; i < a->naddr && !s->to.udp.have; i++)
+		if (family_permitted(a->afam[i])) {
+			s->to.udp.fam = a->afam[i];
+			memcpy(s->to.udp.addr, a->aaddr[i], 16);
+			s->to.udp.have = 1;
 		}
 	ub = s->held;
 	s->held = -1;
 	if (ub < 0)
 		return;
-	if (s->naddr == 0) {
+	if (!s->to.udp.have) {
 		udp_drop(s, "cannot resolve");
 		udpbuf_put(&ub);
 		return;
@@ -3254,7 +3369,7 @@ udp_from_client(struct session *s)
 			udp_drop(s, "malformed header");
 			continue;
 		}
-		if (h.cmd == 0)
+		if (h.frag == 0)
 			udp_forward(s, scratch + 3, scratch + hlen,
 			    (size_t)n - (size_t)hlen, -1);
 		else
@@ -3588,8 +3703,9 @@ closing_expired(struct session *s)
 }
 
 /* ------------------------------------------------------------------ */
-/* The loop: build the poll set from each session's state, poll, then  */
-/* run each session's state function with what happened.               */
+/* The loop: the table of states; build the poll set from each        */
+/* session's state, poll, then run each session's handler with what    */
+/* happened; expire deadlines; accept clients; signals and status.     */
 
 /*
  * The states, one row each, in the order of enum state: the deadline
@@ -3692,6 +3808,8 @@ poll_build(void)
 		have = 1;
 	}
 	authpace_next(&first, &have);
+	if (srv.inline_ready)
+		return 0;		/* an answer to give: no waiting */
 	if (!have)
 		return -1;
 	if (DUE(first, srv.now))
@@ -3767,48 +3885,6 @@ deadlines_passed(void)
 		srv.authpace[i].gate = srv.now;
 	srv.listen_resume = srv.now;
 	srv.last_reap = srv.now - 1000UL;
-}
-
-/* Lookup answers from the helpers. */
-static void
-lookups_read(void)
-{
-	struct lookup_ans	 a;
-	struct session		*s;
-	ssize_t			 n;
-
-	for (;;) {
-		n = read(srv.ra_fd, &a, sizeof(a));
-		if (n != (ssize_t)sizeof(a))
-			return;
-		if (a.slot >= (unsigned)srv.nsess)
-			continue;
-		s = &srv.sess[a.slot];
-		if (a.id == 0 || a.id != s->lookup_id)
-			continue;	/* not the lookup it has out now */
-		lookup_answer(s, &a);
-		if (s->state == S_DONE)
-			session_free(s);
-	}
-}
-
-/* The request pipe has room again: send the lookups that waited. */
-static void
-lookups_send(void)
-{
-	struct lookup_req	 q;
-	struct session		*s;
-	int			 i;
-
-	for (i = 0; i < srv.nactive && srv.nqueued > 0; i++) {
-		s = &srv.sess[srv.active[i]];
-		if (!s->queued)
-			continue;
-		lookup_req_fill(&q, s);
-		if (write(srv.rq_fd, &q, sizeof(q)) != (ssize_t)sizeof(q))
-			return;
-		lookup_unqueue(s);
-	}
 }
 
 /* Refuse a client we cannot hold: 05 FF if it can take it, then close. */
@@ -4032,10 +4108,10 @@ loop_dispatch(void)
 		if (s->state == S_DONE)
 			session_free(s);
 	}
-	if (ready(srv.pi_answers))
-		lookups_read();
+	if (ready(srv.pi_answers) || srv.inline_ready)
+		lookup_answers_read();
 	if (srv.nqueued > 0 && ready(srv.pi_requests))
-		lookups_send();
+		lookup_queue_flush();
 	if (ready(srv.pi_sig))
 		signals_drain();
 	if (srv.listen_paused && DUE(srv.listen_resume, srv.now))
@@ -4175,7 +4251,7 @@ listener_open(void)
 
 /* Said last, when everything is up: tests and scripts wait for it. */
 static void
-listener_announce(void)
+listening_log(void)
 {
 	char	 buf[64];
 
@@ -4520,7 +4596,7 @@ socks5_open(const struct socks5_config *cf)
 		return -1;
 	}
 	fd_budget_start();
-	listener_announce();
+	listening_log();
 	return 0;
 }
 
@@ -4620,7 +4696,7 @@ serve_loop(const struct socks5_config *cf, const struct run_opts *ro)
 		goto out;
 	}
 	fd_budget_start();
-	listener_announce();
+	listening_log();
 	daemon_ready();
 	while (!got_term)
 		if (loop_once() == -1)
