@@ -2277,9 +2277,12 @@ client_input(struct session *s)
 	handshake_run(s);
 }
 
-/* S_GREETING, S_AUTH, S_REQUEST: read the client's next message. */
+/*
+ * S_GREETING, S_AUTH, S_REQUEST read the client's next message (and
+ * S_LINGER reads whatever it still sends).
+ */
 static void
-handshake_events(const struct session *s, short *ev)
+client_read_events(const struct session *s, short *ev)
 {
 	(void)s;
 	ev[FD_CLIENT] |= POLLIN;
@@ -3677,13 +3680,6 @@ st_closing(struct session *s, const int *rev)
 
 /* S_LINGER: reply sent, write side shut; read and drop until EOF. */
 static void
-linger_events(const struct session *s, short *ev)
-{
-	(void)s;
-	ev[FD_CLIENT] |= POLLIN;
-}
-
-static void
 st_linger(struct session *s, const int *rev)
 {
 	ssize_t	 n;
@@ -3716,13 +3712,13 @@ static const struct state_info states[NSTATES] = {
 	/* S_FREE */
 	{ T_NONE, S_FREE, NULL, NULL, NULL },
 	/* S_GREETING */
-	{ T_HANDSHAKE, S_GREETING, handshake_events, st_handshake,
+	{ T_HANDSHAKE, S_GREETING, client_read_events, st_handshake,
 	    handshake_expired },
 	/* S_AUTH: within the greeting's time */
-	{ T_HANDSHAKE, S_GREETING, handshake_events, st_handshake,
+	{ T_HANDSHAKE, S_GREETING, client_read_events, st_handshake,
 	    handshake_expired },
 	/* S_REQUEST: within the greeting's, or anew after a login */
-	{ T_HANDSHAKE, S_GREETING, handshake_events, st_handshake,
+	{ T_HANDSHAKE, S_GREETING, client_read_events, st_handshake,
 	    handshake_expired },
 	/* S_RESOLVE: the request starts the time to connect */
 	{ T_HANDSHAKE, S_RESOLVE, waiting_events, st_waiting,
@@ -3741,7 +3737,7 @@ static const struct state_info states[NSTATES] = {
 	/* S_CLOSING: only its reply is written */
 	{ T_LINGER, S_CLOSING, NULL, st_closing, closing_expired },
 	/* S_LINGER */
-	{ T_LINGER, S_LINGER, linger_events, st_linger, closing_expired },
+	{ T_LINGER, S_LINGER, client_read_events, st_linger, closing_expired },
 	/* S_DONE */
 	{ T_NONE, S_DONE, NULL, NULL, NULL }
 };
