@@ -663,18 +663,19 @@ def bind_same_port(hosts, kind, tries=60):
     raise RuntimeError('cannot bind one port on %s' % ' '.join(hosts))
 
 
-class TcpTargets:
-    def __init__(self, hosts):
-        self.port, self.socks = bind_same_port(hosts, socket.SOCK_STREAM)
+class Targets:
+    """Sockets on every host, one port, served by one thread: the
+    subclass prepares each socket and handles one that is ready."""
+
+    def __init__(self, hosts, kind, name):
+        self.port, self.socks = bind_same_port(hosts, kind)
         self.lock = threading.Lock()
-        self.records = {}
-        self.badheaders = []
         self.stop = threading.Event()
         for s, _ in self.socks:
-            s.listen(512)
+            self.prepare(s)
             s.setblocking(False)
         self.thread = threading.Thread(target=self.loop, daemon=True,
-                                       name='tcp-targets')
+                                       name=name)
         self.thread.start()
 
     def loop(self):
@@ -684,17 +685,34 @@ class TcpTargets:
                                         0.2)
             except (OSError, ValueError):
                 return
-            for ls in r:
-                host = [h for s, h in self.socks if s is ls][0]
-                while True:
-                    try:
-                        c, _ = ls.accept()
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError:
-                        break
-                    c.setblocking(True)
-                    self.serve(c, host)
+            for s in r:
+                self.ready(s, [h for t, h in self.socks if t is s][0])
+
+    def close(self):
+        self.stop.set()
+        for s, _ in self.socks:
+            close_quiet(s)
+
+
+class TcpTargets(Targets):
+    def __init__(self, hosts):
+        self.records = {}
+        self.badheaders = []
+        Targets.__init__(self, hosts, socket.SOCK_STREAM, 'tcp-targets')
+
+    def prepare(self, s):
+        s.listen(512)
+
+    def ready(self, ls, host):
+        while True:
+            try:
+                c, _ = ls.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            c.setblocking(True)
+            self.serve(c, host)
 
     def serve(self, c, host):
         threading.Thread(target=self.handle, args=(c, host), daemon=True,
@@ -767,11 +785,6 @@ class TcpTargets:
         with self.lock:
             self.records = {}
 
-    def close(self):
-        self.stop.set()
-        for s, _ in self.socks:
-            close_quiet(s)
-
 
 UDP_MAGIC = b'CHUD'
 UDP_ACK = b'CHUA'
@@ -779,37 +792,24 @@ UDP_ID = struct.Struct('!4sQI')     # magic, association, message
 UDP_ECHO_MAX = 60000
 
 
-class UdpTargets:
+class UdpTargets(Targets):
     def __init__(self, hosts):
-        self.port, self.socks = bind_same_port(hosts, socket.SOCK_DGRAM)
-        self.lock = threading.Lock()
         self.arrivals = collections.defaultdict(list)
         self.unknown = []
-        self.stop = threading.Event()
-        for s, _ in self.socks:
-            set_rcvbuf(s, 8 << 20)
-            s.setblocking(False)
-        self.thread = threading.Thread(target=self.loop, daemon=True,
-                                       name='udp-targets')
-        self.thread.start()
+        Targets.__init__(self, hosts, socket.SOCK_DGRAM, 'udp-targets')
 
-    def loop(self):
-        while not self.stop.is_set():
+    def prepare(self, s):
+        set_rcvbuf(s, 8 << 20)
+
+    def ready(self, us, host):
+        for _ in range(256):
             try:
-                r, _, _ = select.select([s for s, _ in self.socks], [], [],
-                                        0.2)
-            except (OSError, ValueError):
-                return
-            for us in r:
-                host = [h for s, h in self.socks if s is us][0]
-                for _ in range(256):
-                    try:
-                        data, src = us.recvfrom(65536)
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError:
-                        break
-                    self.got(us, host, data, src)
+                data, src = us.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            self.got(us, host, data, src)
 
     def got(self, us, host, data, src):
         t = MONO()
@@ -841,11 +841,6 @@ class UdpTargets:
     def forget(self):
         with self.lock:
             self.arrivals = collections.defaultdict(list)
-
-    def close(self):
-        self.stop.set()
-        for s, _ in self.socks:
-            close_quiet(s)
 
 
 def set_rcvbuf(s, n):
