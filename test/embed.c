@@ -493,6 +493,53 @@ static struct pollfd	*fds;
 static int		 fds_max;
 
 /*
+ * Fill fds with the server's descriptors (with_server: socks5_open is
+ * active; *n of them, *t its timeout) and then the echo server's (its
+ * listener at *echo_at, connection k at own_at[k] or -1). Returns how
+ * many entries there are.
+ */
+static int
+fds_fill(int with_server, int *n, int *t, int *echo_at, int *own_at)
+{
+	int	 total, k;
+
+	*n = 0;
+	*t = -1;
+	if (with_server && (*n = socks5_pollfds(fds, fds_max - OWN_FDS, t)) < 0)
+		fail("socks5_pollfds: array too small");
+	total = *n;
+	fds[total].fd = echo_lfd;
+	fds[total].events = POLLIN;
+	fds[total].revents = 0;
+	*echo_at = total++;
+	for (k = 0; k < MAXECHO; k++) {
+		own_at[k] = -1;
+		if (echo[k].fd < 0)
+			continue;
+		fds[total].fd = echo[k].fd;
+		fds[total].events = echo_events(&echo[k]);
+		fds[total].revents = 0;
+		own_at[k] = total++;
+	}
+	return total;
+}
+
+/* After poll(): hand the server and the echo server their events. */
+static void
+fds_serve(int with_server, int n, int echo_at, const int *own_at)
+{
+	int	 k;
+
+	if (with_server)
+		socks5_dispatch(fds, n);
+	if (fds[echo_at].revents & POLLIN)
+		echo_accept();
+	for (k = 0; k < MAXECHO; k++)
+		if (own_at[k] >= 0 && fds[own_at[k]].revents && echo[k].fd >= 0)
+			echo_io(&echo[k], fds[own_at[k]].revents);
+}
+
+/*
  * Run until every client in cs[0..nc-1] is done, or timeout_ms passes.
  * with_server: include socks5's descriptors (socks5_open is active).
  * Returns 0 when all succeeded.
@@ -501,7 +548,7 @@ static int
 loop(struct client *cs, int nc, int with_server, long timeout_ms)
 {
 	long	 deadline = now_ms() + timeout_ms, left;
-	int	 n, total, t, i, k, done, own_at[MAXECHO], client_at[4];
+	int	 n, total, t, i, done, own_at[MAXECHO], client_at[4];
 	int	 echo_at;
 
 	for (;;) {
@@ -524,28 +571,8 @@ loop(struct client *cs, int nc, int with_server, long timeout_ms)
 				}
 			break;
 		}
-		n = 0;
-		t = -1;
-		if (with_server) {
-			n = socks5_pollfds(fds, fds_max - OWN_FDS, &t);
-			if (n < 0)
-				fail("socks5_pollfds: array too small");
-		}
-		total = n;
 		/* our own descriptors after the server's */
-		fds[total].fd = echo_lfd;
-		fds[total].events = POLLIN;
-		fds[total].revents = 0;
-		echo_at = total++;
-		for (k = 0; k < MAXECHO; k++) {
-			own_at[k] = -1;
-			if (echo[k].fd < 0)
-				continue;
-			fds[total].fd = echo[k].fd;
-			fds[total].events = echo_events(&echo[k]);
-			fds[total].revents = 0;
-			own_at[k] = total++;
-		}
+		total = fds_fill(with_server, &n, &t, &echo_at, own_at);
 		for (i = 0; i < nc; i++) {
 			client_at[i] = -1;
 			if (client_events(&cs[i]) == 0)
@@ -561,14 +588,7 @@ loop(struct client *cs, int nc, int with_server, long timeout_ms)
 			t = 200;
 		if (poll(fds, (nfds_t)total, t) == -1 && errno != EINTR)
 			fail_errno("poll");
-		if (with_server)
-			socks5_dispatch(fds, n);
-		if (fds[echo_at].revents & POLLIN)
-			echo_accept();
-		for (k = 0; k < MAXECHO; k++)
-			if (own_at[k] >= 0 && fds[own_at[k]].revents &&
-			    echo[k].fd >= 0)
-				echo_io(&echo[k], fds[own_at[k]].revents);
+		fds_serve(with_server, n, echo_at, own_at);
 		for (i = 0; i < nc; i++)
 			if (client_at[i] >= 0 && fds[client_at[i]].revents)
 				client_io(&cs[i], fds[client_at[i]].revents);
@@ -885,35 +905,14 @@ probe_forkopen(void)
 static void
 step(int with_server, int ms)
 {
-	int	 n = 0, t = -1, total, k, echo_at, own_at[MAXECHO];
+	int	 n, t, total, echo_at, own_at[MAXECHO];
 
-	if (with_server && (n = socks5_pollfds(fds, fds_max - OWN_FDS, &t)) < 0)
-		fail("socks5_pollfds: array too small");
-	total = n;
-	fds[total].fd = echo_lfd;
-	fds[total].events = POLLIN;
-	fds[total].revents = 0;
-	echo_at = total++;
-	for (k = 0; k < MAXECHO; k++) {
-		own_at[k] = -1;
-		if (echo[k].fd < 0)
-			continue;
-		fds[total].fd = echo[k].fd;
-		fds[total].events = echo_events(&echo[k]);
-		fds[total].revents = 0;
-		own_at[k] = total++;
-	}
+	total = fds_fill(with_server, &n, &t, &echo_at, own_at);
 	if (t < 0 || t > ms)
 		t = ms;
 	if (poll(fds, (nfds_t)total, t) == -1 && errno != EINTR)
 		fail_errno("poll");
-	if (with_server)
-		socks5_dispatch(fds, n);
-	if (fds[echo_at].revents & POLLIN)
-		echo_accept();
-	for (k = 0; k < MAXECHO; k++)
-		if (own_at[k] >= 0 && fds[own_at[k]].revents && echo[k].fd >= 0)
-			echo_io(&echo[k], fds[own_at[k]].revents);
+	fds_serve(with_server, n, echo_at, own_at);
 }
 
 /* A blocking connect to 127.0.0.1:port; the socket is then non-blocking. */
