@@ -697,6 +697,26 @@ wait_child(pid_t pid, long ms)
 	return -1;
 }
 
+/*
+ * How a probe's child ended (st from waitpid, -1: it did not exit in
+ * time, and is killed): 0 when it exited 0, else 1 and a line.
+ */
+static int
+child_bad(const char *probe, pid_t pid, int st)
+{
+	if (st == -1) {
+		(void)kill(pid, SIGKILL);
+		(void)waitpid(pid, NULL, 0);
+		printf("probe %s: the child did not exit\n", probe);
+		return 1;
+	}
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		printf("probe %s: child wait status %d\n", probe, st);
+		return 1;
+	}
+	return 0;
+}
+
 /* Fork a child that serves fd with socks5_serve_fd() and exits. */
 static pid_t
 serve_child(const struct socks5_config *cf, int fd, int other)
@@ -840,7 +860,7 @@ probe_forkopen(void)
 	struct socks5_config	 cf;
 	unsigned		 port;
 	int			 hold_fd;
-	int			 sv[2], st, connecting, i, bad = 0;
+	int			 sv[2], connecting, i, bad = 0;
 	pid_t			 pid;
 	char			 msg[200];
 
@@ -878,16 +898,7 @@ probe_forkopen(void)
 		bad++;
 	}
 	(void)close(cl[0].fd);
-	st = wait_child(pid, 5000);
-	if (st == -1) {
-		(void)kill(pid, SIGKILL);
-		(void)waitpid(pid, NULL, 0);
-		printf("probe forkopen: the child did not exit\n");
-		bad++;
-	} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		printf("probe forkopen: child wait status %d\n", st);
-		bad++;
-	}
+	bad += child_bad("forkopen", pid, wait_child(pid, 5000));
 	(void)close(hold_fd);
 	socks5_close();
 	if (bad) {
@@ -1092,15 +1103,7 @@ probe_forkfds(void)
 	for (ms = now_ms(); now_ms() - ms < 5000; step(0, 20))
 		if (waitpid(pid, &st, WNOHANG) == pid)
 			break;
-	if (now_ms() - ms >= 5000) {
-		(void)kill(pid, SIGKILL);
-		(void)waitpid(pid, NULL, 0);
-		printf("probe forkfds: the child did not exit\n");
-		bad++;
-	} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		printf("probe forkfds: child wait status %d\n", st);
-		bad++;
-	}
+	bad += child_bad("forkfds", pid, now_ms() - ms >= 5000 ? -1 : st);
 	(void)close(b);
 	if (bad)
 		fail("socks5_serve_fd in a child of a running server keeps "
