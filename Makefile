@@ -44,6 +44,12 @@ CLOCKTESTS = clockwrap sizes timeout bruteforce pacing udp-frag udplate \
 SANFLAGS = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer
 
+# Targets that name no file (test/ is a directory: without this, make
+# would find "test" up to date and run nothing).
+.PHONY: all test test-sanitize test-valgrind portable cross test-musl \
+	test-mips test-clock32 fuzz fuzz-run fuzz-regress bench mutants \
+	chaos chaos-ci install clean
+
 all: socks5
 
 socks5: socks5.c socks5.h
