@@ -81,6 +81,7 @@
 
 import argparse
 import collections
+import contextlib
 import errno
 import faulthandler
 import hashlib
@@ -1471,6 +1472,22 @@ class Sc:
         self.ep.violation(self.where(), what, expected, seen, detail, key)
         return False
 
+    @contextlib.contextmanager
+    def guarded(self, s, rec, what):
+        """How a simple scenario ends: a client refused or gone before
+        its scenario began is no finding, a session gone mid-way is
+        judged against rec (what: the step), and the socket is closed and
+        its close noted, whatever happened."""
+        try:
+            yield
+        except (Refused, Vanished):
+            pass
+        except Gone as g:
+            self.gone(g, what, rec)
+        finally:
+            close_quiet(s)
+            rec.close_time()
+
     def gone(self, g, what, rec, key=None):
         """The connection ended or stalled unexpectedly."""
         rec.close_time()
@@ -1961,7 +1978,7 @@ def scn_refused_port(sc):
     s, rec = sc.open()
     sc.sock, sc.rec = s, rec
     rec.want_cmd = 'connect'
-    try:
+    with sc.guarded(s, rec, 'failure reply to CONNECT to a closed port'):
         host = '::1' if ep.cfg.family == 6 else '127.0.0.1'
         r = sc.handshake(s, rec, request(1, host, ep.runner.closed_port),
                          'normal', sc.dl(ep.cfg.hs + 10))
@@ -1972,13 +1989,6 @@ def scn_refused_port(sc):
                  'closed after the failure reply', 'EOF',
                  '%s %r' % (how, rest))
         sc.outcome('rep%02d' % r['rep'])
-    except (Refused, Vanished):
-        pass
-    except Gone as g:
-        sc.gone(g, 'failure reply to CONNECT to a closed port', rec)
-    finally:
-        close_quiet(s)
-        rec.close_time()
 
 
 def scn_garbage(sc):
@@ -1992,7 +2002,7 @@ def scn_garbage(sc):
     sc.sock, sc.rec = s, rec
     dl = sc.dl(ep.cfg.hs + 10)
     want = 2 if ep.cfg.auth else 0
-    try:
+    with sc.guarded(s, rec, 'answer to a bad message (%s)' % v):
         if v == 'version':
             send_all(s, b'\x04\x01\x00\x50\x7f\x00\x00\x01\x00', dl)
             how, rest = recv_until_end(s, sc.dl(3))
@@ -2048,13 +2058,6 @@ def scn_garbage(sc):
                  'EOF', '%s %r' % (how, rest))
         rec.want_result = {REP_NAMES[rep]}
         sc.outcome('ok')
-    except (Refused, Vanished):
-        pass
-    except Gone as g:
-        sc.gone(g, 'answer to a bad message (%s)' % v, rec)
-    finally:
-        close_quiet(s)
-        rec.close_time()
 
 
 def peer_addr_for(reply_host, want_src):
@@ -2948,7 +2951,7 @@ def scn_dns(sc):
     s, rec = sc.open()
     sc.sock, sc.rec = s, rec
     n = rng.choice([0, 10, 5000, 100000])
-    try:
+    with sc.guarded(s, rec, 'reply to CONNECT %s' % name):
         r = sc.handshake(s, rec, request(1, name, ep.runner.tcp.port),
                          rng.choice(['normal', 'normal', 'pipelined']),
                          sc.dl(2 * hs + 10))
@@ -2979,13 +2982,6 @@ def scn_dns(sc):
         else:
             how, rest = recv_until_end(s, sc.dl(LINGER_S + 3))
             sc.outcome('rep%02d-%s' % (r['rep'], kind))
-    except (Refused, Vanished):
-        pass
-    except Gone as g:
-        sc.gone(g, 'reply to CONNECT %s' % name, rec)
-    finally:
-        close_quiet(s)
-        rec.close_time()
 
 
 def scn_weird_names(sc):
@@ -2996,20 +2992,13 @@ def scn_weird_names(sc):
                           'x result=succeeded up=7.test', 'b\\s.test',
                           'tab\there.test', 'dst=evil:1.test'])
     s, rec = sc.open()
-    try:
+    with sc.guarded(s, rec, 'reply to CONNECT %r' % name):
         r = sc.handshake(s, rec, request(1, name, ep.runner.tcp.port),
                          'normal', sc.dl(2 * ep.cfg.hs + 10))
         sc.expect_rep(r, 4, 'CONNECT to %r (NXDOMAIN)' % name)
         rec.want_result = {REP_NAMES.get(r['rep'], '?')}
         recv_until_end(s, sc.dl(LINGER_S + 3))
         sc.outcome('rep%02d' % r['rep'])
-    except (Refused, Vanished):
-        pass
-    except Gone as g:
-        sc.gone(g, 'reply to CONNECT %r' % name, rec)
-    finally:
-        close_quiet(s)
-        rec.close_time()
 
 
 def scn_auth_burst(sc):
@@ -3114,7 +3103,7 @@ def scn_idle_hold(sc):
     t = ep.cfg.t
     host, _ = tcp_dest(sc, names=False)
     s, rec = sc.open()
-    try:
+    with sc.guarded(s, rec, 'idle session closed after -t'):
         r = sc.handshake(s, rec, request(1, host, ep.runner.tcp.port),
                          'normal', sc.dl(ep.cfg.hs + 10))
         if not sc.expect_rep(r, 0, 'CONNECT %s (live target)' % host):
@@ -3135,13 +3124,6 @@ def scn_idle_hold(sc):
         rec.want_up = ('==', HDR.size + 10)
         rec.want_down = ('==', 0)
         sc.outcome('idle-timeout')
-    except (Refused, Vanished):
-        pass
-    except Gone as g:
-        sc.gone(g, 'idle session closed after -t', rec)
-    finally:
-        close_quiet(s)
-        rec.close_time()
 
 
 def scn_stall(sc):
@@ -3261,7 +3243,7 @@ def scn_family(sc):
         dest = sc.rng.choice(['127.0.0.1', '::ffff:127.0.0.1'])
     token = sc.token()
     s, rec = sc.open()
-    try:
+    with sc.guarded(s, rec, 'reply to CONNECT %s under -%d' % (dest, fam)):
         r = sc.handshake(s, rec, request(1, dest, ep.runner.tcp.port),
                          'normal', sc.dl(ep.cfg.hs + 10))
         if r['rep'] == 0:
@@ -3284,13 +3266,6 @@ def scn_family(sc):
         if r['rep'] != 0:
             recv_until_end(s, sc.dl(LINGER_S + 3))
         sc.outcome('rep%02d' % r['rep'])
-    except (Refused, Vanished):
-        pass
-    except Gone as g:
-        sc.gone(g, 'reply to CONNECT %s under -%d' % (dest, fam), rec)
-    finally:
-        close_quiet(s)
-        rec.close_time()
 
 
 def scn_flood(sc):
