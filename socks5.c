@@ -39,7 +39,9 @@
  *                              socks5.h functions; the command line
  */
 
+#ifndef _XOPEN_SOURCE		/* a host tree may have its own (600+) */
 #define _XOPEN_SOURCE 600	/* POSIX.1-2001 with XSI: the only one */
+#endif
 
 #include <sys/types.h>
 #include <sys/resource.h>
@@ -156,8 +158,21 @@ typedef char hs_size_check[SOCKS5_HS_SIZE >= 513 ? 1 : -1];
 #define SHUT_WR 1
 #endif
 
-/* setgroups() is not POSIX; the strict headers hide it. */
+/*
+ * setgroups() is not POSIX, and strict headers hide it. Its count is a
+ * size_t on Linux (glibc, musl, bionic) and an int on the BSDs, macOS
+ * and Solaris: declare what the system's own prototype says, so that a
+ * build that also sees that prototype agrees with it.
+ */
+#if defined(__linux__)
 extern int setgroups(size_t, const gid_t *);
+#else
+extern int setgroups(int, const gid_t *);
+#endif
+
+#ifndef EPROTO			/* not every system has it */
+#define EPROTO ECONNABORTED
+#endif
 
 #define AGAIN(e)	((e) == EAGAIN || (e) == EWOULDBLOCK || (e) == EINTR)
 #define READY_IN	(POLLIN | POLLERR | POLLHUP)
@@ -492,6 +507,17 @@ static volatile sig_atomic_t got_term, got_hup, got_chld, got_status;
 /* ------------------------------------------------------------------ */
 /* Logging: one line each, "socks5: " first, to stderr or syslog.      */
 
+/*
+ * The result of a call whose failure changes nothing here (a log line
+ * to a closed stderr, a wakeup byte for a pipe already full): used, so
+ * that hardened builds (warn_unused_result) see it taken.
+ */
+static void
+unchecked(long result)
+{
+	(void)result;
+}
+
 static void
 logmsg(int prio, const char *fmt, ...)
 {
@@ -514,7 +540,7 @@ logmsg(int prio, const char *fmt, ...)
 		syslog(prio, "%s", line + 8);
 	} else {
 		line[8 + n] = '\n';
-		(void)write(2, line, (size_t)n + 9);
+		unchecked((long)write(2, line, (size_t)n + 9));
 	}
 }
 
@@ -3890,8 +3916,8 @@ refuse(int fd)
 	static const unsigned char no[2] = { SOCKS5_VERSION, 0xff };
 
 	(void)set_nonblock_new(fd);
-	(void)read(fd, scratch, SOCKS5_BUFSIZE);	/* no RST for this */
-	(void)write(fd, no, 2);
+	unchecked((long)read(fd, scratch, SOCKS5_BUFSIZE)); /* no RST */
+	unchecked((long)write(fd, no, 2));
 	(void)close(fd);
 }
 
@@ -4028,7 +4054,7 @@ on_signal(int sig)
 	else
 		got_term = 1;
 	if (sig_pipe[1] >= 0)
-		(void)write(sig_pipe[1], "", 1);
+		unchecked((long)write(sig_pipe[1], "", 1));
 	errno = saved;
 }
 
@@ -4332,7 +4358,7 @@ daemonize(void)
 	set_cloexec(srv.ready_fd);
 	if (setsid() == -1)
 		return -1;
-	(void)chdir("/");
+	unchecked((long)chdir("/"));
 	if ((fd = open("/dev/null", O_RDWR)) != -1) {
 		(void)dup2(fd, 0);
 		(void)dup2(fd, 1);
@@ -4348,7 +4374,7 @@ static void
 daemon_ready(void)
 {
 	if (srv.ready_fd >= 0)
-		(void)write(srv.ready_fd, "r", 1);
+		unchecked((long)write(srv.ready_fd, "r", 1));
 	close_fd(&srv.ready_fd);
 }
 
@@ -4379,7 +4405,7 @@ pidfile_remove(const char *path)
 	if (srv.pid_fd < 0)
 		return;
 	if (unlink(path) == -1)
-		(void)ftruncate(srv.pid_fd, 0);
+		unchecked((long)ftruncate(srv.pid_fd, 0));
 	close_fd(&srv.pid_fd);
 }
 
