@@ -1708,13 +1708,39 @@ resolver_main(void)
 	}
 }
 
+/*
+ * Close every descriptor from 3 below top but keep1 and keep2. poll()
+ * tells which are open, 256 at a time (a closed one is POLLNVAL), so a
+ * high limit costs a few calls, not one close() per number.
+ */
+static void
+close_others(int top, int keep1, int keep2)
+{
+	struct pollfd	 p[256];
+	int		 base, i, n, polled;
+
+	for (base = 3; base < top; base += n) {
+		n = top - base < 256 ? top - base : 256;
+		for (i = 0; i < n; i++) {
+			p[i].fd = base + i;
+			p[i].events = 0;
+			p[i].revents = 0;
+		}
+		polled = poll(p, (nfds_t)n, 0) >= 0;
+		for (i = 0; i < n; i++)
+			if ((!polled || !(p[i].revents & POLLNVAL)) &&
+			    base + i != keep1 && base + i != keep2)
+				(void)close(base + i);
+	}
+}
+
 /* Fork helper i; the child keeps only its two pipe ends. */
 static int
 resolver_spawn(int i)
 {
 	struct rlimit	 rl;
 	pid_t		 pid;
-	long		 fd, top = 65536;
+	long		 top = 65536;
 
 	if ((pid = fork()) == -1)
 		return -1;
@@ -1730,9 +1756,7 @@ resolver_spawn(int i)
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 	    (long)rl.rlim_cur < top)
 		top = (long)rl.rlim_cur;
-	for (fd = 3; fd < top; fd++)
-		if (fd != srv.rq_read && fd != srv.ra_write)
-			(void)close((int)fd);
+	close_others((int)top, srv.rq_read, srv.ra_write);
 	resolver_main();
 	_exit(0);
 	return 0;
