@@ -4310,19 +4310,37 @@ listening_log(void)
 		    addr_str(buf, sizeof(buf), &srv.listen_sa));
 }
 
-/* Raise the descriptor limit to the hard limit (fd_budget_start warns). */
+/*
+ * Raise the descriptor limit to the hard limit, or as near as the system
+ * lets it go (fd_budget_start warns when that is short).
+ */
 static void
 fdlimit_raise(void)
 {
 	struct rlimit	 rl;
+	rlim_t		 ok, no, mid;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= rl.rlim_max)
 		return;
-	if (rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
-			(void)getrlimit(RLIMIT_NOFILE, &rl);
+	ok = rl.rlim_cur;
+	no = rl.rlim_max;
+	rl.rlim_cur = no;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+		return;
+	/*
+	 * Refused: macOS takes at most OPEN_MAX (kern.maxfilesperproc)
+	 * under an infinite hard limit. Find the largest value it takes.
+	 */
+	while (no - ok > 1) {
+		mid = ok + (no - ok) / 2;
+		rl.rlim_cur = mid;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+			ok = mid;
+		else
+			no = mid;
 	}
+	rl.rlim_cur = ok;
+	(void)setrlimit(RLIMIT_NOFILE, &rl);
 }
 
 static int
