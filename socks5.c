@@ -232,6 +232,16 @@ struct state_info {
 	void		(*expire)(struct session *);
 };
 
+/*
+ * A byte count that cannot overflow in practice, in integers (a double
+ * would pull float emulation into soft-float routers, and C89 has no
+ * long long): the low 32 bits and the rest.
+ */
+struct count {
+	unsigned long	lo;
+	unsigned long	hi;
+};
+
 /* One direction of a relay: bytes that the sink has not taken yet. */
 struct flow {
 	int		buf;	/* spill buffer index, -1 when none */
@@ -242,7 +252,7 @@ struct flow {
 	unsigned char	eof;	/* the source has said EOF */
 	unsigned char	shut;	/* the sink's write side is shut down */
 	unsigned char	full;	/* the sink is full: wait for POLLOUT */
-	double		bytes;	/* bytes delivered to the sink */
+	struct count	bytes;	/* bytes delivered to the sink */
 };
 
 /* A session's descriptors. */
@@ -679,6 +689,49 @@ clock_update(void)
 
 /* Is deadline a at or before time b, on a clock that wraps? */
 #define DUE(a, b)	((long)((a) - (b)) <= 0)
+
+/* Add n (at most a few MiB) to a byte count. */
+static void
+count_add(struct count *c, unsigned long n)
+{
+	unsigned long	 carry;
+
+	c->lo += n;
+	if (c->lo < n)			/* wrapped: a 32-bit unsigned long */
+		c->hi++;
+	carry = c->lo >> 16 >> 16;	/* past 32 bits: a wider one */
+	c->hi += carry;
+	c->lo -= carry << 16 << 16;
+}
+
+/* The count in decimal, into buf (room for 21 bytes). */
+static char *
+count_str(char *buf, const struct count *c)
+{
+	unsigned long	 d[4], r;
+	char		 rev[24];
+	int		 i, n = 0, more;
+
+	d[0] = (c->hi >> 16) & 0xffffUL;	/* 16-bit digits, high first */
+	d[1] = c->hi & 0xffffUL;
+	d[2] = (c->lo >> 16) & 0xffffUL;
+	d[3] = c->lo & 0xffffUL;
+	do {				/* divide by 10, keep the remainder */
+		r = 0;
+		more = 0;
+		for (i = 0; i < 4; i++) {
+			r = r << 16 | d[i];
+			d[i] = r / 10;
+			r %= 10;
+			more |= d[i] != 0;
+		}
+		rev[n++] = (char)('0' + r);
+	} while (more);
+	for (i = 0; i < n; i++)
+		buf[i] = rev[n - 1 - i];
+	buf[n] = '\0';
+	return buf;
+}
 
 static int
 set_nonblock(int fd)
@@ -2065,7 +2118,7 @@ session_new(int cfd, int cwfd, const struct sockaddr *peer, socklen_t plen)
 static void
 session_log(const struct session *s)
 {
-	char		 peer[64], user[1100], udp[80];
+	char		 peer[64], user[1100], udp[80], up[24], down[24];
 	const char	*method, *cmd;
 	unsigned long	 ms = srv.now - s->start, secs = srv.now_s - s->start_s;
 
@@ -2089,10 +2142,11 @@ session_log(const struct session *s)
 		(void)sprintf(udp, " datagrams=%lu/%lu dropped=%lu",
 		    s->dgrams_up, s->dgrams_down, s->dgrams_dropped);
 	logmsg(LOG_INFO, "session %s method=%s user=%s cmd=%s dst=%s "
-	    "result=%s up=%.0f down=%.0f%s time=%lu.%03lus",
+	    "result=%s up=%s down=%s%s time=%lu.%03lus",
 	    addr_str(peer, sizeof(peer), &s->peer), method, user, cmd,
 	    dest_str(s),
-	    s->result, s->up.bytes, s->down.bytes, udp, secs, ms % 1000);
+	    s->result, count_str(up, &s->up.bytes),
+	    count_str(down, &s->down.bytes), udp, secs, ms % 1000);
 }
 
 static void
@@ -3301,7 +3355,7 @@ udp_forward(struct session *s, const unsigned char *hdr,
 		udp_drop(s, strerror(errno));
 	else {
 		s->dgrams_up++;
-		s->up.bytes += (double)len;
+		count_add(&s->up.bytes, (unsigned long)len);
 	}
 	udpbuf_put(&ub);	/* data may live in it: only now */
 }
@@ -3469,7 +3523,7 @@ udp_from_remote(struct session *s, int fd)
 			continue;
 		}
 		s->dgrams_down++;
-		s->down.bytes += (double)n;
+		count_add(&s->down.bytes, (unsigned long)n);
 		session_touch(s);
 	}
 }
@@ -3549,7 +3603,7 @@ flow_flush(struct flow *f, int dst)
 		}
 		f->off += (unsigned)n;
 		f->len -= (unsigned)n;
-		f->bytes += (double)n;
+		count_add(&f->bytes, (unsigned long)n);
 	}
 	buf_put(f);
 	f->full = 0;
@@ -3587,7 +3641,7 @@ flow_pump(struct flow *f, int src, int dst)
 				return -1;
 			w = 0;
 		}
-		f->bytes += (double)w;
+		count_add(&f->bytes, (unsigned long)w);
 		if (peek && w > 0)
 			(void)recv(src, scratch, (size_t)w, 0);
 		if (w < n) {
