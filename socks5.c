@@ -2406,16 +2406,25 @@ handshake_expired(struct session *s)
 }
 
 /*
- * S_RESOLVE and S_AUTH_WAIT (and S_CONNECT, S_BIND_WAIT with a full
- * buffer) wait without reading the client. It stays in the poll set for
- * errors only (POLLERR asks for nothing, poll reports it anyway), so a
- * reset is seen while it waits; a FIN may be a half-close, and waits.
+ * S_RESOLVE, S_CONNECT and S_AUTH_WAIT wait for something else, and keep
+ * what the client sends meanwhile (a request behind a login, data
+ * behind a request) in hs: a reset ends the session at once, and an EOF
+ * is noted in up.eof (it may be a half-close; the relay passes it on).
+ * Once hs is full, or after the EOF, the client is read no more and is
+ * polled for errors only: POLLERR asks for nothing, and where poll()
+ * reports errors anyway (Linux) a reset is still seen at once; where it
+ * does not (macOS, FreeBSD), the wait's deadline ends the session.
  */
+static int
+waiting_reads(const struct session *s)
+{
+	return !s->up.eof && s->hslen < sizeof(s->hs);
+}
+
 static void
 waiting_events(const struct session *s, short *ev)
 {
-	(void)s;
-	ev[FD_CLIENT] |= POLLERR;
+	ev[FD_CLIENT] |= waiting_reads(s) ? POLLIN : POLLERR;
 }
 
 /* Has the client that is not read gone? Then the session ends. */
@@ -2428,10 +2437,32 @@ client_vanished(struct session *s, const int *rev)
 	return 1;
 }
 
+/* The waiting client's bytes, EOF or reset; 1 when the session ended. */
+static int
+waiting_input(struct session *s, const int *rev)
+{
+	ssize_t	 n;
+
+	if (!waiting_reads(s))
+		return client_vanished(s, rev);
+	if (!(rev[FD_CLIENT] & READY_IN))
+		return 0;
+	n = read(s->fd[FD_CLIENT], s->hs + s->hslen, sizeof(s->hs) - s->hslen);
+	if (n > 0)
+		s->hslen += (unsigned)n;
+	else if (n == 0)
+		s->up.eof = 1;
+	else if (!AGAIN(errno)) {
+		session_end(s, "client-gone");
+		return 1;
+	}
+	return 0;
+}
+
 static void
 st_waiting(struct session *s, const int *rev)
 {
-	(void)client_vanished(s, rev);
+	(void)waiting_input(s, rev);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2801,6 +2832,12 @@ resolve_expired(struct session *s)
 	session_fail(s, SOCKS5_REP_HOST_UNREACHABLE);
 }
 
+static int	relay_check_close(struct session *);
+
+/*
+ * A request granted: the relay begins. Bytes the client sent behind its
+ * request go first, and an EOF it sent while it waited is passed on.
+ */
 static void
 relay_begin(struct session *s)
 {
@@ -2813,9 +2850,9 @@ relay_begin(struct session *s)
 		s->up.full = 1;
 		s->hslen = 0;
 	}
+	(void)relay_check_close(s);	/* an EOF that came while it waited */
 }
 
-/* The relay begins: bytes the client sent behind its request go first. */
 /* ------------------------------------------------------------------ */
 /* Connecting: walk the destination's addresses, non-blocking.         */
 
@@ -2895,7 +2932,7 @@ st_connect(struct session *s, const int *rev)
 	int		 err = 0;
 	socklen_t	 len = sizeof(err);
 
-	if (client_vanished(s, rev) || !(rev[FD_REMOTE] & READY_OUT))
+	if (waiting_input(s, rev) || !(rev[FD_REMOTE] & READY_OUT))
 		return;
 	if (getsockopt(s->fd[FD_REMOTE], SOL_SOCKET, SO_ERROR, &err, &len) == -1)
 		err = errno;
@@ -3142,10 +3179,7 @@ static void
 bind_wait_events(const struct session *s, short *ev)
 {
 	ev[FD_LISTEN] |= POLLIN;
-	if (s->hslen < sizeof(s->hs))
-		ev[FD_CLIENT] |= POLLIN;
-	else
-		waiting_events(s, ev);
+	ev[FD_CLIENT] |= s->hslen < sizeof(s->hs) ? POLLIN : POLLERR;
 }
 
 static void
