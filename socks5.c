@@ -4134,6 +4134,8 @@ clients_accept(void)
 			continue;
 		}
 		set_nodelay(fd);
+		/* This pass may have begun long ago: time= counts from now. */
+		clock_update();
 		/* The greeting often came with the connection: read it now. */
 		if ((s = session_new(fd, fd, &peer.sa, plen)) != NULL) {
 			client_input(s);
