@@ -103,7 +103,9 @@ struct socks5_config {
 	int		 port;		/* listening port, default 1080, 0 = any */
 	const char	*bind_addr;	/* local address for outgoing, or NULL */
 	const char	*external_addr;	/* address announced in BIND and UDP
-					   replies instead of our own, or NULL */
+					   replies instead of our own, or NULL;
+					   both IPv4 or IPv6 literals: another
+					   string fails the open (logged) */
 	const char	*user_file;	/* user:password file, or NULL: no auth */
 	int		 max_sessions;	/* session table size, default 1024 */
 	int		 spill_buffers;	/* 64 KiB spill buffers; 0: sessions/16,
