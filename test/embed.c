@@ -30,6 +30,7 @@
  *                second socks5_open() and a socks5_serve_fd() in the same
  *                process return -1 (and close the fd), the first server
  *                keeps serving; after socks5_close() a new open works.
+ *                (First, an open with a name for external_addr fails.)
  *
  * Prints "ok: ..." per check and "embed: all ok" at the end; exit 0 on
  * success, 1 on a failed check (with "FAIL: ..." on stdout).
@@ -1122,6 +1123,11 @@ probe_once(void)
 
 	socks5_config_init(&cf);
 	cf.port = 0;
+	cf.external_addr = "example.com";	/* not a literal */
+	if (socks5_open(&cf) != -1)
+		fail("socks5_open with external_addr \"example.com\" did not "
+		    "return -1");
+	cf.external_addr = NULL;
 	for (i = 0; i < 2; i++) {
 		if (socks5_open(&cf) == -1)
 			fail(i == 0 ? "socks5_open" :
