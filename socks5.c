@@ -1104,6 +1104,14 @@ cidr_parse(struct cidr *c, const char *w, size_t n)
 		    bits > (c->fam == AF_INET ? 32 : 128))
 			return -1;
 	}
+	if (c->fam == AF_INET6 && bits >= 96 &&
+	    memcmp(c->addr, v4mapped, 12) == 0) {
+		/* ::ffff:a.b.c.d/96+ names IPv4 addresses: judged as such */
+		memmove(c->addr, c->addr + 12, 4);
+		memset(c->addr + 4, 0, 12);
+		c->fam = AF_INET;
+		bits -= 96;
+	}
 	c->bits = (unsigned char)bits;
 	return 0;
 }
