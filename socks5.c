@@ -589,6 +589,15 @@ escape(char *dst, size_t size, const char *src, size_t n)
 	return dst;
 }
 
+/* The user for a log line: the name escaped, or - when it is empty. */
+static char *
+user_field(char *dst, size_t size, const struct session *s)
+{
+	if (s->ulen == 0)
+		return strcpy(dst, "-");
+	return escape(dst, size, s->user, s->ulen);
+}
+
 /* The destination for a log line: 1.2.3.4:80, [::1]:80 or name:80. */
 static char *
 dest_str(const struct session *s)
@@ -2141,10 +2150,7 @@ session_log(const struct session *s)
 	cmd = s->cmd == SOCKS5_CMD_CONNECT ? "connect" :
 	    s->cmd == SOCKS5_CMD_BIND ? "bind" :
 	    s->cmd == SOCKS5_CMD_UDP ? "udp" : "-";
-	if (s->ulen > 0)
-		(void)escape(user, sizeof(user), s->user, s->ulen);
-	else
-		(void)strcpy(user, "-");
+	(void)user_field(user, sizeof(user), s);
 	udp[0] = '\0';
 	if (s->cmd == SOCKS5_CMD_UDP)
 		(void)sprintf(udp, " datagrams=%lu/%lu dropped=%lu",
@@ -2658,7 +2664,7 @@ auth_answer(struct session *s)
 	if (!s->auth_ok) {
 		logmsg(LOG_WARNING, "auth failed client=%s user=%s",
 		    addr_str(peer, sizeof(peer), &s->peer),
-		    escape(name, sizeof(name), s->user, s->ulen));
+		    user_field(name, sizeof(name), s));
 		if ((i = authpace_find(s, 1)) >= 0)
 			srv.authpace[i].gate = srv.now + SOCKS5_AUTH_DELAY_MS;
 		s->result = "auth-failed";
@@ -2677,7 +2683,7 @@ auth_refuse_paced(struct session *s)
 
 	logmsg(LOG_WARNING, "auth paced client=%s user=%s: closed unanswered",
 	    addr_str(peer, sizeof(peer), &s->peer),
-	    escape(name, sizeof(name), s->user, s->ulen));
+	    user_field(name, sizeof(name), s));
 	session_end(s, "auth-paced");
 }
 
