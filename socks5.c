@@ -2169,12 +2169,12 @@ session_free(struct session *s)
 	int	 slot = (int)(s - srv.sess);
 	int	 i;
 
+	udp_release(s);			/* what it drops is counted */
 	session_log(s);
 	if (s->fd[FD_CLIENT_OUT] == s->fd[FD_CLIENT])
 		s->fd[FD_CLIENT_OUT] = -1;
 	for (i = 0; i < NFD; i++)
 		close_fd(&s->fd[i]);
-	udp_release(s);
 	buf_put(&s->up);
 	buf_put(&s->down);
 	lookup_cancel(s);
@@ -3234,6 +3234,10 @@ udpbuf_put(int *b)
 static void
 udp_release(struct session *s)
 {
+	if (s->rbuf >= 0)		/* a sequence never completed */
+		s->dgrams_dropped++;
+	if (s->held >= 0)		/* a datagram still waiting */
+		s->dgrams_dropped++;
 	udpbuf_put(&s->rbuf);
 	udpbuf_put(&s->held);
 	lookup_cancel(s);
