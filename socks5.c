@@ -104,6 +104,10 @@
 #ifndef SOCKS5_RESOLVERS
 #define SOCKS5_RESOLVERS	4	/* resolver helper processes */
 #endif
+#ifndef SOCKS5_ABANDON_MS
+#define SOCKS5_ABANDON_MS	1000	/* a helper busy this long with a
+					   lookup nobody wants is replaced */
+#endif
 #ifndef SOCKS5_MAXADDR
 #define SOCKS5_MAXADDR		8	/* addresses tried per destination */
 #endif
@@ -309,7 +313,8 @@ struct session {
 	unsigned char	cmd;		/* request command, 0 before */
 	unsigned char	datyp;		/* request ATYP, for the log */
 	unsigned	lookup_id;	/* the lookup out for it, 0 none */
-	unsigned char	queued;		/* lookup waiting for the pipe */
+	unsigned char	queued;		/* lookup waiting for a helper ... */
+	unsigned long	queue_seq;	/* ... since then */
 	union {
 		struct dest	dst;	/* CONNECT, BIND: where to */
 		struct udp_name	udp;	/* UDP ASSOCIATE: a name's address */
@@ -350,6 +355,7 @@ struct lookup_req {
 struct lookup_ans {
 	unsigned	slot;
 	unsigned	id;
+	int		helper;		/* the helper that answers, -1 none */
 	int		naddr;		/* 0: the name did not resolve */
 	unsigned char	afam[SOCKS5_MAXADDR];
 	unsigned char	aaddr[SOCKS5_MAXADDR][16];
@@ -381,6 +387,15 @@ struct rule {
 	unsigned	 plo, phi;	/* destination ports */
 	const char	*user;		/* in text; NULL: anyone */
 	size_t		 ulen;
+};
+
+/* A resolver helper: a process with a request pipe of its own. */
+struct helper {
+	pid_t		 pid;		/* -1: not running */
+	int		 req_fd;	/* our end of its request pipe */
+	int		 slot;		/* the session whose lookup it has, */
+	unsigned	 id;		/* ... that lookup's id; slot -1: idle */
+	unsigned long	 since;		/* when it took the lookup */
 };
 
 /* Login pacing: one address (IPv4) or /64 (IPv6) that failed a login. */
@@ -446,7 +461,6 @@ struct server {
 	int		 npolled;
 	int		 pi_sig;	/* the server's own descriptors, */
 	int		 pi_answers;	/* or -1 */
-	int		 pi_requests;
 	int		 pi_listen;
 
 	/* Spill buffers (SOCKS5_BUFSIZE each) and UDP buffers (UB_SIZE). */
@@ -478,14 +492,15 @@ struct server {
 	int		 authpace_used;
 	unsigned long	 authpace_seq;	/* arrival order of waiting logins */
 
-	/* Resolver helpers and their two pipes. */
-	int		 rq_fd;		/* lookup requests, to the helpers */
+	/* Resolver helpers: a request pipe each, one answer pipe. */
+	struct helper	 helpers[SOCKS5_RESOLVERS];
+	int		 nresolvers;	/* 0: single-session mode */
 	int		 ra_fd;		/* lookup answers, from the helpers */
-	int		 rq_read;	/* helpers' end of the request pipe */
 	int		 ra_write;	/* helpers' end of the answer pipe */
-	pid_t		 resolver[SOCKS5_RESOLVERS];
-	int		 nresolvers;
-	int		 nqueued;	/* lookups waiting for the pipe */
+	pid_t		 killed[SOCKS5_RESOLVERS * 2]; /* helpers replaced, */
+	int		 nkilled;	/* ... to be reaped */
+	int		 nqueued;	/* lookups waiting for a helper */
+	unsigned long	 queue_seq;	/* their order */
 	unsigned	 lookup_ids;	/* the last lookup id handed out */
 	struct lookup_ans inline_ans;	/* single-session mode: an answer */
 	int		 inline_ready;	/* ... for the loop's next pass */
@@ -1757,22 +1772,23 @@ lookup(const struct lookup_req *q, struct lookup_ans *a)
 	freeaddrinfo(res);
 }
 
-/* A helper's life: read a request, look it up, write the answer. */
+/* Helper i's life: read a request, look it up, write the answer. */
 static void
-resolver_main(void)
+resolver_main(int i, int req)
 {
 	struct lookup_req	 q;
 	struct lookup_ans	 a;
 	ssize_t			 n;
 
 	for (;;) {
-		n = read(srv.rq_read, &q, sizeof(q));
+		n = read(req, &q, sizeof(q));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n != (ssize_t)sizeof(q))
 			_exit(0);
 		q.name[sizeof(q.name) - 1] = '\0';
 		lookup(&q, &a);
+		a.helper = i;
 		while (write(srv.ra_write, &a, sizeof(a)) < 0 && errno == EINTR)
 			;
 	}
@@ -1804,18 +1820,33 @@ close_others(int top, int keep1, int keep2)
 	}
 }
 
-/* Fork helper i; the child keeps only its two pipe ends. */
+/*
+ * Fork helper i with a request pipe of its own; the child keeps only
+ * that pipe's read end and the answer pipe's write end.
+ */
 static int
 resolver_spawn(int i)
 {
+	struct helper	*h = &srv.helpers[i];
 	struct rlimit	 rl;
 	pid_t		 pid;
 	long		 top = 65536;
+	int		 rq[2];
 
-	if ((pid = fork()) == -1)
+	if (pipe(rq) == -1)
 		return -1;
+	if ((pid = fork()) == -1) {
+		(void)close(rq[0]);
+		(void)close(rq[1]);
+		return -1;
+	}
 	if (pid > 0) {
-		srv.resolver[i] = pid;
+		(void)close(rq[0]);
+		set_cloexec(rq[1]);
+		(void)set_nonblock(rq[1]);
+		h->pid = pid;
+		h->req_fd = rq[1];
+		h->slot = -1;
 		return 0;
 	}
 	(void)signal(SIGHUP, SIG_IGN);
@@ -1826,8 +1857,8 @@ resolver_spawn(int i)
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 	    (long)rl.rlim_cur < top)
 		top = (long)rl.rlim_cur;
-	close_others((int)top, srv.rq_read, srv.ra_write);
-	resolver_main();
+	close_others((int)top, rq[0], srv.ra_write);
+	resolver_main(i, rq[0]);
 	_exit(0);
 	return 0;
 }
@@ -1835,47 +1866,95 @@ resolver_spawn(int i)
 static int
 resolvers_start(void)
 {
-	int	 rq[2], ra[2], i;
+	int	 ra[2], i;
 
-	if (pipe(rq) == -1 || pipe(ra) == -1)
+	if (pipe(ra) == -1)
 		return -1;
-	srv.rq_read = rq[0];
-	srv.rq_fd = rq[1];
 	srv.ra_fd = ra[0];
 	srv.ra_write = ra[1];
-	(void)set_nonblock(srv.rq_fd);
 	(void)set_nonblock(srv.ra_fd);
-	set_cloexec(srv.rq_fd);
 	set_cloexec(srv.ra_fd);
+	for (i = 0; i < SOCKS5_RESOLVERS; i++) {
+		srv.helpers[i].pid = -1;
+		srv.helpers[i].req_fd = -1;
+		srv.helpers[i].slot = -1;
+	}
+	srv.nresolvers = SOCKS5_RESOLVERS;
 	for (i = 0; i < SOCKS5_RESOLVERS; i++)
 		if (resolver_spawn(i) == -1)
 			return -1;
-	srv.nresolvers = SOCKS5_RESOLVERS;
 	return 0;
 }
 
+static void	lookup_queue(struct session *);
+
 /*
- * Reap helpers that died and start new ones in their place. Only our
- * own pids: an embedding program's children are its business.
+ * Helper i is gone (died, or killed by us): its pipe is closed and the
+ * lookup it had, if its session still wants it, waits for another.
+ */
+static void
+resolver_lost(int i)
+{
+	struct helper	*h = &srv.helpers[i];
+	struct session	*s;
+
+	close_fd(&h->req_fd);
+	h->pid = -1;
+	if (h->slot >= 0) {
+		s = &srv.sess[h->slot];
+		if (s->lookup_id == h->id && s->lookup_id != 0)
+			lookup_queue(s);
+	}
+	h->slot = -1;
+}
+
+/*
+ * Replace helper i, busy with a lookup nobody wants any more: killed
+ * (its pid reaped later) and forked anew. At most once a helper per
+ * SOCKS5_ABANDON_MS, so it costs a few forks a second at worst.
+ */
+static void
+resolver_replace(int i)
+{
+	struct helper	*h = &srv.helpers[i];
+
+	(void)kill(h->pid, SIGKILL);
+	if (srv.nkilled == (int)(sizeof(srv.killed) / sizeof(srv.killed[0])))
+		(void)waitpid(srv.killed[--srv.nkilled], NULL, 0);
+	srv.killed[srv.nkilled++] = h->pid;
+	resolver_lost(i);
+	if (resolver_spawn(i) == -1)
+		logmsg(LOG_ERR, "warning: fork: %s", strerror(errno));
+}
+
+/*
+ * Reap helpers that died and start new ones in their place (and those
+ * that could not be started before), and the ones we replaced. Only
+ * our own pids: an embedding program's children are its business.
  */
 static void
 resolvers_reap(void)
 {
 	int	 i, status;
 
+	for (i = 0; i < srv.nkilled; )
+		if (waitpid(srv.killed[i], &status, WNOHANG) != 0)
+			srv.killed[i] = srv.killed[--srv.nkilled];
+		else
+			i++;
 	for (i = 0; i < srv.nresolvers; i++) {
-		if (srv.resolver[i] > 0) {
-			if (waitpid(srv.resolver[i], &status, WNOHANG) !=
-			    srv.resolver[i])
+		if (srv.helpers[i].pid > 0) {
+			if (waitpid(srv.helpers[i].pid, &status, WNOHANG) !=
+			    srv.helpers[i].pid)
 				continue;
 			logmsg(LOG_WARNING, "warning: resolver %ld died, "
-			    "restarting it", (long)srv.resolver[i]);
-		}
-		if (resolver_spawn(i) == -1) {
-			if (srv.resolver[i] > 0)
+			    "restarting it", (long)srv.helpers[i].pid);
+			resolver_lost(i);
+			if (resolver_spawn(i) == -1)
 				logmsg(LOG_ERR, "warning: fork: %s",
 				    strerror(errno));
-			srv.resolver[i] = -1;	/* tried again next time */
+		} else {
+			(void)resolver_spawn(i);	/* tried again */
 		}
 	}
 }
@@ -1887,16 +1966,16 @@ resolvers_alive(void)
 	int	 i, n = 0;
 
 	for (i = 0; i < srv.nresolvers; i++)
-		if (srv.resolver[i] > 0)
+		if (srv.helpers[i].pid > 0)
 			n++;
 	return n;
 }
 
 /*
- * Asking. A session has at most one lookup out, named by lookup_id;
- * nqueued counts exactly the sessions whose request waits for room in
- * the pipe. An answer goes to its session only if it answers the
- * lookup that session has out now.
+ * Asking. A session has at most one lookup out, named by lookup_id. It
+ * waits in the queue (nqueued counts exactly the sessions in it) until
+ * a helper is idle, and goes to it; oldest first. An answer goes to its
+ * session only if it answers the lookup that session has out now.
  */
 
 static void	session_free(struct session *);
@@ -1909,6 +1988,7 @@ lookup_queue(struct session *s)
 	if (!s->queued)
 		srv.nqueued++;
 	s->queued = 1;
+	s->queue_seq = ++srv.queue_seq;
 }
 
 static void
@@ -1939,57 +2019,100 @@ lookup_req_fill(struct lookup_req *q, const struct session *s)
 	    s->dname);
 }
 
+/* The session that has waited longest for a helper. */
+static struct session *
+lookup_oldest(void)
+{
+	struct session	*s, *first = NULL;
+	int		 i;
+
+	for (i = 0; i < srv.nactive; i++) {
+		s = &srv.sess[srv.active[i]];
+		if (s->queued && (first == NULL ||
+		    (long)(s->queue_seq - first->queue_seq) < 0))
+			first = s;
+	}
+	return first;
+}
+
+/* Does helper h hold a lookup that its session no longer wants? */
+static int
+helper_abandoned(const struct helper *h)
+{
+	return h->pid > 0 && h->slot >= 0 &&
+	    srv.sess[h->slot].lookup_id != h->id;
+}
+
 /*
- * Ask a helper to look up the session's name under a new lookup id;
- * when the pipe is full, the request waits (queued) for room. In
- * single-session mode, look it up right here; the answer is given on
+ * Hand the queued lookups to idle helpers. A helper that has held a
+ * lookup nobody wants for SOCKS5_ABANDON_MS while others wait is
+ * replaced first: a name that never answers cannot keep helpers busy
+ * for their whole resolver timeout after its clients left.
+ */
+static void
+lookups_dispatch(void)
+{
+	struct lookup_req	 q;
+	struct helper		*h;
+	struct session		*s;
+	int			 i;
+
+	for (i = 0; i < srv.nresolvers && srv.nqueued > 0; i++) {
+		h = &srv.helpers[i];
+		if (helper_abandoned(h) &&
+		    DUE(h->since + SOCKS5_ABANDON_MS, srv.now))
+			resolver_replace(i);
+		if (h->pid <= 0 || h->slot >= 0 ||
+		    (s = lookup_oldest()) == NULL)
+			continue;
+		lookup_req_fill(&q, s);
+		if (write(h->req_fd, &q, sizeof(q)) != (ssize_t)sizeof(q))
+			continue;	/* it died: reaped, then replaced */
+		lookup_unqueue(s);
+		h->slot = (int)(s - srv.sess);
+		h->id = s->lookup_id;
+		h->since = srv.now;
+	}
+}
+
+/* When a helper holding an unwanted lookup may be replaced, if sooner. */
+static void
+lookups_next(unsigned long *first, int *have)
+{
+	int	 i;
+
+	for (i = 0; i < srv.nresolvers && srv.nqueued > 0; i++)
+		if (helper_abandoned(&srv.helpers[i]) && (!*have ||
+		    DUE(srv.helpers[i].since + SOCKS5_ABANDON_MS, *first))) {
+			*first = srv.helpers[i].since + SOCKS5_ABANDON_MS;
+			*have = 1;
+		}
+}
+
+/*
+ * Ask for the session's name to be looked up, under a new lookup id.
+ * In single-session mode, look it up right here; the answer is given on
  * the loop's next pass, as one from a helper would be.
  */
-static int
+static void
 lookup_ask(struct session *s)
 {
 	struct lookup_req	 q;
-	ssize_t			 n;
 
 	if (++srv.lookup_ids == 0)
 		srv.lookup_ids = 1;
 	s->lookup_id = srv.lookup_ids;
 	s->lookup_deadline = srv.now + (unsigned long)srv.handshake_ms;
-	lookup_req_fill(&q, s);
 	if (srv.nresolvers == 0) {
+		lookup_req_fill(&q, s);
 		lookup(&q, &srv.inline_ans);
+		srv.inline_ans.helper = -1;
 		clock_update();
 		srv.inline_ready = 1;
-		return 0;
+		return;
 	}
-	n = write(srv.rq_fd, &q, sizeof(q));
-	if (n == (ssize_t)sizeof(q))
-		return 0;
-	if (n < 0 && AGAIN(errno)) {
-		lookup_queue(s);
-		return 0;
-	}
-	s->lookup_id = 0;
-	return -1;
-}
-
-/* The request pipe has room again: send the lookups that waited. */
-static void
-lookup_queue_flush(void)
-{
-	struct lookup_req	 q;
-	struct session		*s;
-	int			 i;
-
-	for (i = 0; i < srv.nactive && srv.nqueued > 0; i++) {
-		s = &srv.sess[srv.active[i]];
-		if (!s->queued)
-			continue;
-		lookup_req_fill(&q, s);
-		if (write(srv.rq_fd, &q, sizeof(q)) != (ssize_t)sizeof(q))
-			return;
-		lookup_unqueue(s);
-	}
+	lookup_queue(s);
+	lookups_dispatch();
 }
 
 /* The answer to the lookup s has out: for a datagram, or a request. */
@@ -2004,23 +2127,30 @@ lookup_answer(struct session *s, const struct lookup_ans *a)
 }
 
 /*
- * Answers from the helpers (or the one made here), each to the session
- * whose lookup it answers; others are late, and dropped.
+ * Answers from the helpers (or the one made here): the helper is idle
+ * again, and the answer goes to the session whose lookup it answers;
+ * others are late, and dropped.
  */
 static void
 lookup_answers_read(void)
 {
 	struct lookup_ans	 a;
+	struct helper		*h;
 	struct session		*s;
-	ssize_t			 n;
 
 	for (;;) {
 		if (srv.inline_ready) {
 			a = srv.inline_ans;
 			srv.inline_ready = 0;
 		} else if (srv.ra_fd < 0 ||
-		    (n = read(srv.ra_fd, &a, sizeof(a))) != (ssize_t)sizeof(a))
-			return;
+		    read(srv.ra_fd, &a, sizeof(a)) != (ssize_t)sizeof(a))
+			break;
+		if (a.helper >= 0 && a.helper < srv.nresolvers) {
+			h = &srv.helpers[a.helper];
+			if (h->slot >= 0 && (unsigned)h->slot == a.slot &&
+			    h->id == a.id)
+				h->slot = -1;
+		}
 		if (a.slot >= (unsigned)srv.nsess)
 			continue;
 		s = &srv.sess[a.slot];
@@ -2030,6 +2160,7 @@ lookup_answers_read(void)
 		if (s->state == S_DONE)
 			session_free(s);
 	}
+	lookups_dispatch();
 }
 
 /* ------------------------------------------------------------------ */
@@ -2757,8 +2888,7 @@ static void
 lookup_start(struct session *s)
 {
 	state_enter(s, S_RESOLVE);
-	if (lookup_ask(s) == -1)
-		session_fail(s, SOCKS5_REP_FAILURE);
+	lookup_ask(s);
 }
 
 /* A CONNECT's or BIND's name resolved, or did not: on to its addresses. */
@@ -3382,10 +3512,7 @@ udp_forward(struct session *s, const unsigned char *hdr,
 			s->held_len = (unsigned)len;
 			s->to.udp.have = 0;
 			memcpy(s->to.udp.name, d.name, (size_t)d.namelen + 1);
-			if (lookup_ask(s) == -1) {
-				udpbuf_put(&s->held);
-				udp_drop(s, "resolver unavailable");
-			}
+			lookup_ask(s);
 			return;
 		}
 		fam = s->to.udp.fam;
@@ -3935,7 +4062,6 @@ poll_build(void)
 	srv.npfd = srv.npolled = 0;
 	srv.pi_sig = pfd_add(sig_pipe[0], POLLIN);
 	srv.pi_answers = pfd_add(srv.ra_fd, POLLIN);
-	srv.pi_requests = srv.nqueued > 0 ? pfd_add(srv.rq_fd, POLLOUT) : -1;
 	srv.pi_listen = srv.listen_fd >= 0 && !srv.listen_paused ? pfd_add(srv.listen_fd, POLLIN) : -1;
 	for (i = 0; i < srv.nactive; i++) {
 		s = &srv.sess[srv.active[i]];
@@ -3960,6 +4086,7 @@ poll_build(void)
 		have = 1;
 	}
 	authpace_next(&first, &have);
+	lookups_next(&first, &have);
 	if (srv.inline_ready)
 		return 0;		/* an answer to give: no waiting */
 	if (!have)
@@ -4264,8 +4391,7 @@ loop_dispatch(void)
 	}
 	if (ready(srv.pi_answers) || srv.inline_ready)
 		lookup_answers_read();
-	if (srv.nqueued > 0 && ready(srv.pi_requests))
-		lookup_queue_flush();
+	lookups_dispatch();
 	if (ready(srv.pi_sig))
 		signals_drain();
 	if (srv.listen_paused && DUE(srv.listen_resume, srv.now))
@@ -4301,9 +4427,9 @@ server_init(void)
 {
 	memset(&srv, 0, sizeof(srv));
 	srv.listen_fd = srv.spare_fd = -1;
-	srv.rq_fd = srv.ra_fd = srv.rq_read = srv.ra_write = -1;
+	srv.ra_fd = srv.ra_write = -1;
 	srv.ready_fd = srv.pid_fd = -1;
-	srv.pi_sig = srv.pi_answers = srv.pi_requests = srv.pi_listen = -1;
+	srv.pi_sig = srv.pi_answers = srv.pi_listen = -1;
 }
 
 static void
@@ -4821,14 +4947,17 @@ socks5_close(void)
 		session_free(&srv.sess[srv.active[0]]);
 	close_fd(&srv.listen_fd);
 	close_fd(&srv.spare_fd);
-	close_fd(&srv.rq_fd);	/* the helpers read EOF and exit */
+	for (i = 0; i < srv.nresolvers; i++)	/* they read EOF and exit */
+		close_fd(&srv.helpers[i].req_fd);
 	close_fd(&srv.ra_fd);
-	close_fd(&srv.rq_read);
 	close_fd(&srv.ra_write);
-	for (i = 0; i < srv.nresolvers; i++) {
-		(void)kill(srv.resolver[i], SIGTERM);
-		(void)waitpid(srv.resolver[i], NULL, 0);
-	}
+	for (i = 0; i < srv.nresolvers; i++)
+		if (srv.helpers[i].pid > 0) {
+			(void)kill(srv.helpers[i].pid, SIGTERM);
+			(void)waitpid(srv.helpers[i].pid, NULL, 0);
+		}
+	while (srv.nkilled > 0)
+		(void)waitpid(srv.killed[--srv.nkilled], NULL, 0);
 	srv.nresolvers = 0;
 	close_fd(&sig_pipe[0]);
 	close_fd(&sig_pipe[1]);
@@ -4912,15 +5041,16 @@ server_forget(void)
 	srv.nactive = 0;
 	close_fd(&srv.listen_fd);
 	close_fd(&srv.spare_fd);
-	close_fd(&srv.rq_fd);
+	for (k = 0; k < srv.nresolvers; k++)
+		close_fd(&srv.helpers[k].req_fd);
 	close_fd(&srv.ra_fd);
-	close_fd(&srv.rq_read);
 	close_fd(&srv.ra_write);
 	close_fd(&sig_pipe[0]);
 	close_fd(&sig_pipe[1]);
 	close_fd(&srv.pid_fd);
 	close_fd(&srv.ready_fd);
 	srv.nresolvers = 0;
+	srv.nkilled = 0;		/* the parent's to reap */
 	tables_free();
 	srv.open = 0;
 }
