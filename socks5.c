@@ -4,8 +4,8 @@
  * One process, one poll() loop, a session table and a pollfd array sized
  * once at startup, a state machine per session, non-blocking sockets, and
  * no heap allocation after startup. Name lookups run in a few helper
- * processes forked at startup that answer over pipes, so a slow resolver
- * never stalls the loop.
+ * processes forked at startup that answer over socket pairs, so a slow
+ * resolver never stalls the loop.
  *
  * Data is read into one shared scratch buffer and written straight to the
  * other side; only what that side cannot take yet is kept, in a spill
@@ -24,7 +24,7 @@
  *                              descriptors each session may take
  *   protocol parsers           pure functions over the bytes received
  *   errno to REP, resolver     replies for errors; getaddrinfo in helper
- *                              processes, asked and answered over pipes
+ *                              processes, asked over socket pairs
  *   sessions, replies          the table, state_enter() (the one place a
  *                              state changes), the end of a session;
  *                              handshake replies and the lingering close
@@ -341,7 +341,7 @@ struct session {
 };
 
 /*
- * Resolver pipe records; both ends are this same program. An answer
+ * Resolver records; both ends are this same program. An answer
  * names the slot and the id of the request it answers: a session takes
  * only the answer to the lookup it has out now.
  */
@@ -355,15 +355,14 @@ struct lookup_req {
 struct lookup_ans {
 	unsigned	slot;
 	unsigned	id;
-	int		helper;		/* the helper that answers, -1 none */
 	int		naddr;		/* 0: the name did not resolve */
 	unsigned char	afam[SOCKS5_MAXADDR];
 	unsigned char	aaddr[SOCKS5_MAXADDR][16];
 };
 
-/* Several helpers share one pipe: each record must be written whole. */
-typedef char lookup_req_fits_pipe[sizeof(struct lookup_req) <= 512 ? 1 : -1];
-typedef char lookup_ans_fits_pipe[sizeof(struct lookup_ans) <= 512 ? 1 : -1];
+/* Records on a helper's socket pair: one at a time, and small. */
+typedef char lookup_req_small[sizeof(struct lookup_req) <= 512 ? 1 : -1];
+typedef char lookup_ans_small[sizeof(struct lookup_ans) <= 512 ? 1 : -1];
 
 struct user {
 	unsigned char	ulen;
@@ -389,13 +388,16 @@ struct rule {
 	size_t		 ulen;
 };
 
-/* A resolver helper: a process with a request pipe of its own. */
+/* A resolver helper: a process on a socket pair of its own. */
 struct helper {
 	pid_t		 pid;		/* -1: not running */
-	int		 req_fd;	/* our end of its request pipe */
+	int		 fd;		/* our end: requests out, answers in */
+	int		 pi;		/* its pollfd index this pass, or -1 */
 	int		 slot;		/* the session whose lookup it has, */
 	unsigned	 id;		/* ... that lookup's id; slot -1: idle */
 	unsigned long	 since;		/* when it took the lookup */
+	struct lookup_ans ans;		/* its answer, as it arrives */
+	unsigned	 got;		/* bytes of it so far */
 };
 
 /* Login pacing: one address (IPv4) or /64 (IPv6) that failed a login. */
@@ -460,8 +462,7 @@ struct server {
 	int		*polled;	/* sessions in this pass's set */
 	int		 npolled;
 	int		 pi_sig;	/* the server's own descriptors, */
-	int		 pi_answers;	/* or -1 */
-	int		 pi_listen;
+	int		 pi_listen;	/* or -1 */
 
 	/* Spill buffers (SOCKS5_BUFSIZE each) and UDP buffers (UB_SIZE). */
 	unsigned char	*pool;
@@ -492,11 +493,9 @@ struct server {
 	int		 authpace_used;
 	unsigned long	 authpace_seq;	/* arrival order of waiting logins */
 
-	/* Resolver helpers: a request pipe each, one answer pipe. */
+	/* Resolver helpers, each on a socket pair of its own. */
 	struct helper	 helpers[SOCKS5_RESOLVERS];
 	int		 nresolvers;	/* 0: single-session mode */
-	int		 ra_fd;		/* lookup answers, from the helpers */
-	int		 ra_write;	/* helpers' end of the answer pipe */
 	pid_t		 killed[SOCKS5_RESOLVERS * 2]; /* helpers replaced, */
 	int		 nkilled;	/* ... to be reaped */
 	int		 nqueued;	/* lookups waiting for a helper */
@@ -516,6 +515,9 @@ struct server {
 };
 
 static struct server	 srv;
+
+/* The poll set's entries besides the sessions': signals, listener, helpers. */
+#define PFD_OWN		(2 + SOCKS5_RESOLVERS)
 
 #define UDPBUF(i)	(srv.udpbufs + (size_t)(i) * UB_SIZE)
 
@@ -1489,7 +1491,7 @@ fd_limit_get(void)
 
 /*
  * The loop is about to start: whatever is open now (the listener, the
- * pipes, syslog, an embedding program's own) stays open; sessions get
+ * helpers' sockets, syslog, an embedding program's own) stays open; sessions get
  * the rest, less SOCKS5_FD_MARGIN: one to accept a client only to
  * refuse it, or to read the user file on SIGHUP, one at a time. (BIND's
  * probe socket comes out of its own reserve; the spare descriptor,
@@ -1737,7 +1739,8 @@ static const char *const rep_name[] = {
 };
 
 /* ------------------------------------------------------------------ */
-/* Resolver: getaddrinfo in helper processes, fixed records on pipes.  */
+/* Resolver: getaddrinfo in helper processes, fixed records on       */
+/* socket pairs.                                                       */
 /* In single-session mode (inetd, socks5_serve_fd) lookups block.      */
 
 static void
@@ -1772,25 +1775,39 @@ lookup(const struct lookup_req *q, struct lookup_ans *a)
 	freeaddrinfo(res);
 }
 
-/* Helper i's life: read a request, look it up, write the answer. */
+/* Move n bytes over a blocking descriptor; -1 at EOF or an error. */
+static int
+move_all(int fd, void *buf, size_t n, int out)
+{
+	unsigned char	*p = (unsigned char *)buf;
+	ssize_t		 r;
+
+	while (n > 0) {
+		r = out ? write(fd, p, n) : read(fd, p, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* A helper's life: read a request, look it up, write the answer. */
 static void
-resolver_main(int i, int req)
+resolver_main(int fd)
 {
 	struct lookup_req	 q;
 	struct lookup_ans	 a;
-	ssize_t			 n;
 
 	for (;;) {
-		n = read(req, &q, sizeof(q));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n != (ssize_t)sizeof(q))
-			_exit(0);
+		if (move_all(fd, &q, sizeof(q), 0) == -1)
+			_exit(0);	/* the server is gone */
 		q.name[sizeof(q.name) - 1] = '\0';
 		lookup(&q, &a);
-		a.helper = i;
-		while (write(srv.ra_write, &a, sizeof(a)) < 0 && errno == EINTR)
-			;
+		if (move_all(fd, &a, sizeof(a), 1) == -1)
+			_exit(0);
 	}
 }
 
@@ -1821,8 +1838,8 @@ close_others(int top, int keep1, int keep2)
 }
 
 /*
- * Fork helper i with a request pipe of its own; the child keeps only
- * that pipe's read end and the answer pipe's write end.
+ * Fork helper i on a socket pair of its own, which carries one request
+ * and then its answer at a time; the child keeps only its end of it.
  */
 static int
 resolver_spawn(int i)
@@ -1831,22 +1848,24 @@ resolver_spawn(int i)
 	struct rlimit	 rl;
 	pid_t		 pid;
 	long		 top = 65536;
-	int		 rq[2];
+	int		 sp[2];
 
-	if (pipe(rq) == -1)
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == -1)
 		return -1;
 	if ((pid = fork()) == -1) {
-		(void)close(rq[0]);
-		(void)close(rq[1]);
+		(void)close(sp[0]);
+		(void)close(sp[1]);
 		return -1;
 	}
 	if (pid > 0) {
-		(void)close(rq[0]);
-		set_cloexec(rq[1]);
-		(void)set_nonblock(rq[1]);
+		(void)close(sp[0]);
+		set_cloexec(sp[1]);
+		(void)set_nonblock(sp[1]);
 		h->pid = pid;
-		h->req_fd = rq[1];
+		h->fd = sp[1];
+		h->pi = -1;
 		h->slot = -1;
+		h->got = 0;
 		return 0;
 	}
 	(void)signal(SIGHUP, SIG_IGN);
@@ -1857,8 +1876,8 @@ resolver_spawn(int i)
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 	    (long)rl.rlim_cur < top)
 		top = (long)rl.rlim_cur;
-	close_others((int)top, rq[0], srv.ra_write);
-	resolver_main(i, rq[0]);
+	close_others((int)top, sp[0], -1);
+	resolver_main(sp[0]);
 	_exit(0);
 	return 0;
 }
@@ -1866,17 +1885,12 @@ resolver_spawn(int i)
 static int
 resolvers_start(void)
 {
-	int	 ra[2], i;
+	int	 i;
 
-	if (pipe(ra) == -1)
-		return -1;
-	srv.ra_fd = ra[0];
-	srv.ra_write = ra[1];
-	(void)set_nonblock(srv.ra_fd);
-	set_cloexec(srv.ra_fd);
 	for (i = 0; i < SOCKS5_RESOLVERS; i++) {
 		srv.helpers[i].pid = -1;
-		srv.helpers[i].req_fd = -1;
+		srv.helpers[i].fd = -1;
+		srv.helpers[i].pi = -1;
 		srv.helpers[i].slot = -1;
 	}
 	srv.nresolvers = SOCKS5_RESOLVERS;
@@ -1889,8 +1903,8 @@ resolvers_start(void)
 static void	lookup_queue(struct session *);
 
 /*
- * Helper i is gone (died, or killed by us): its pipe is closed and the
- * lookup it had, if its session still wants it, waits for another.
+ * Helper i is gone (died, or killed by us): its socket is closed and
+ * the lookup it had, if its session still wants it, waits for another.
  */
 static void
 resolver_lost(int i)
@@ -1898,7 +1912,7 @@ resolver_lost(int i)
 	struct helper	*h = &srv.helpers[i];
 	struct session	*s;
 
-	close_fd(&h->req_fd);
+	close_fd(&h->fd);
 	h->pid = -1;
 	if (h->slot >= 0) {
 		s = &srv.sess[h->slot];
@@ -1909,9 +1923,10 @@ resolver_lost(int i)
 }
 
 /*
- * Replace helper i, busy with a lookup nobody wants any more: killed
- * (its pid reaped later) and forked anew. At most once a helper per
- * SOCKS5_ABANDON_MS, so it costs a few forks a second at worst.
+ * Replace helper i: killed (its pid reaped later) and forked anew. For
+ * one busy with a lookup nobody wants any more, at most once a helper
+ * per SOCKS5_ABANDON_MS, so it costs a few forks a second at worst; and
+ * for one whose socket says it is gone.
  */
 static void
 resolver_replace(int i)
@@ -2066,8 +2081,8 @@ lookups_dispatch(void)
 		    (s = lookup_oldest()) == NULL)
 			continue;
 		lookup_req_fill(&q, s);
-		if (write(h->req_fd, &q, sizeof(q)) != (ssize_t)sizeof(q))
-			continue;	/* it died: reaped, then replaced */
+		if (write(h->fd, &q, sizeof(q)) != (ssize_t)sizeof(q))
+			continue;	/* it died: its socket will say so */
 		lookup_unqueue(s);
 		h->slot = (int)(s - srv.sess);
 		h->id = s->lookup_id;
@@ -2106,7 +2121,6 @@ lookup_ask(struct session *s)
 	if (srv.nresolvers == 0) {
 		lookup_req_fill(&q, s);
 		lookup(&q, &srv.inline_ans);
-		srv.inline_ans.helper = -1;
 		clock_update();
 		srv.inline_ready = 1;
 		return;
@@ -2126,39 +2140,62 @@ lookup_answer(struct session *s, const struct lookup_ans *a)
 		dest_resolved(s, a);
 }
 
+/* Give answer a to the session whose lookup it answers; drop a late one. */
+static void
+lookup_deliver(const struct lookup_ans *a)
+{
+	struct session	*s;
+
+	if (a->slot >= (unsigned)srv.nsess)
+		return;
+	s = &srv.sess[a->slot];
+	if (a->id == 0 || a->id != s->lookup_id)
+		return;			/* not the lookup it has out now */
+	lookup_answer(s, a);
+	if (s->state == S_DONE)
+		session_free(s);
+}
+
 /*
- * Answers from the helpers (or the one made here): the helper is idle
- * again, and the answer goes to the session whose lookup it answers;
- * others are late, and dropped.
+ * Answers: the one made here in single-session mode, and the bytes of
+ * one from each helper whose socket poll() found readable (a helper has
+ * at most one lookup); with the whole answer, the helper is idle again.
+ * A helper whose socket has ended is gone, and is replaced.
  */
 static void
 lookup_answers_read(void)
 {
 	struct lookup_ans	 a;
 	struct helper		*h;
-	struct session		*s;
+	ssize_t			 n;
+	int			 i;
 
-	for (;;) {
-		if (srv.inline_ready) {
-			a = srv.inline_ans;
-			srv.inline_ready = 0;
-		} else if (srv.ra_fd < 0 ||
-		    read(srv.ra_fd, &a, sizeof(a)) != (ssize_t)sizeof(a))
-			break;
-		if (a.helper >= 0 && a.helper < srv.nresolvers) {
-			h = &srv.helpers[a.helper];
-			if (h->slot >= 0 && (unsigned)h->slot == a.slot &&
-			    h->id == a.id)
-				h->slot = -1;
-		}
-		if (a.slot >= (unsigned)srv.nsess)
+	if (srv.inline_ready) {
+		srv.inline_ready = 0;
+		a = srv.inline_ans;
+		lookup_deliver(&a);
+	}
+	for (i = 0; i < srv.nresolvers; i++) {
+		h = &srv.helpers[i];
+		if (h->pi < 0 || srv.pfd[h->pi].revents == 0)
 			continue;
-		s = &srv.sess[a.slot];
-		if (a.id == 0 || a.id != s->lookup_id)
-			continue;	/* not the lookup it has out now */
-		lookup_answer(s, &a);
-		if (s->state == S_DONE)
-			session_free(s);
+		n = read(h->fd, (unsigned char *)&h->ans + h->got,
+		    sizeof(h->ans) - h->got);
+		if (n <= 0) {
+			if (n == 0 || !AGAIN(errno)) {
+				logmsg(LOG_WARNING, "warning: resolver %ld "
+				    "died, restarting it", (long)h->pid);
+				resolver_replace(i);
+			}
+			continue;
+		}
+		if ((h->got += (unsigned)n) < sizeof(h->ans))
+			continue;
+		h->got = 0;
+		a = h->ans;
+		if (h->slot >= 0 && (unsigned)h->slot == a.slot && h->id == a.id)
+			h->slot = -1;
+		lookup_deliver(&a);
 	}
 	lookups_dispatch();
 }
@@ -4061,7 +4098,8 @@ poll_build(void)
 
 	srv.npfd = srv.npolled = 0;
 	srv.pi_sig = pfd_add(sig_pipe[0], POLLIN);
-	srv.pi_answers = pfd_add(srv.ra_fd, POLLIN);
+	for (i = 0; i < srv.nresolvers; i++)
+		srv.helpers[i].pi = pfd_add(srv.helpers[i].fd, POLLIN);
 	srv.pi_listen = srv.listen_fd >= 0 && !srv.listen_paused ? pfd_add(srv.listen_fd, POLLIN) : -1;
 	for (i = 0; i < srv.nactive; i++) {
 		s = &srv.sess[srv.active[i]];
@@ -4389,8 +4427,7 @@ loop_dispatch(void)
 		if (s->state == S_DONE)
 			session_free(s);
 	}
-	if (ready(srv.pi_answers) || srv.inline_ready)
-		lookup_answers_read();
+	lookup_answers_read();
 	lookups_dispatch();
 	if (ready(srv.pi_sig))
 		signals_drain();
@@ -4427,9 +4464,8 @@ server_init(void)
 {
 	memset(&srv, 0, sizeof(srv));
 	srv.listen_fd = srv.spare_fd = -1;
-	srv.ra_fd = srv.ra_write = -1;
 	srv.ready_fd = srv.pid_fd = -1;
-	srv.pi_sig = srv.pi_answers = srv.pi_listen = -1;
+	srv.pi_sig = srv.pi_listen = -1;
 }
 
 static void
@@ -4468,7 +4504,8 @@ tables_alloc(int maxsess, int nspill, int nudpbuf)
 	srv.freelist = (int *)calloc((size_t)maxsess, sizeof(int));
 	srv.active = (int *)calloc((size_t)maxsess, sizeof(int));
 	srv.polled = (int *)calloc((size_t)maxsess, sizeof(int));
-	srv.pfd = (struct pollfd *)calloc((size_t)maxsess * NFD + 8, sizeof(*srv.pfd));
+	srv.pfd = (struct pollfd *)calloc((size_t)maxsess * NFD + PFD_OWN,
+	    sizeof(*srv.pfd));
 	srv.pool = (unsigned char *)malloc((size_t)srv.npool * SOCKS5_BUFSIZE);
 	srv.poolfree = (int *)calloc((size_t)srv.npool, sizeof(int));
 	srv.udpbufs = (unsigned char *)malloc((size_t)srv.nudp * UB_SIZE);
@@ -4909,7 +4946,7 @@ socks5_port(void)
 int
 socks5_pollfds_max(void)
 {
-	return srv.nsess * NFD + 8;
+	return srv.nsess * NFD + PFD_OWN;
 }
 
 int
@@ -4948,9 +4985,7 @@ socks5_close(void)
 	close_fd(&srv.listen_fd);
 	close_fd(&srv.spare_fd);
 	for (i = 0; i < srv.nresolvers; i++)	/* they read EOF and exit */
-		close_fd(&srv.helpers[i].req_fd);
-	close_fd(&srv.ra_fd);
-	close_fd(&srv.ra_write);
+		close_fd(&srv.helpers[i].fd);
 	for (i = 0; i < srv.nresolvers; i++)
 		if (srv.helpers[i].pid > 0) {
 			(void)kill(srv.helpers[i].pid, SIGTERM);
@@ -5042,9 +5077,7 @@ server_forget(void)
 	close_fd(&srv.listen_fd);
 	close_fd(&srv.spare_fd);
 	for (k = 0; k < srv.nresolvers; k++)
-		close_fd(&srv.helpers[k].req_fd);
-	close_fd(&srv.ra_fd);
-	close_fd(&srv.ra_write);
+		close_fd(&srv.helpers[k].fd);
 	close_fd(&sig_pipe[0]);
 	close_fd(&sig_pipe[1]);
 	close_fd(&srv.pid_fd);
