@@ -27,7 +27,7 @@
  *    same process fails with -1 and a log line. In a child forked from a
  *    process with a server open, the child may call socks5_serve_fd():
  *    it first closes every descriptor of the parent's server (listener,
- *    sessions, pipes) without disturbing the parent, whose resolver
+ *    sessions, helper sockets) without disturbing the parent, whose resolver
  *    helpers it leaves alone. After socks5_close() a new server may be
  *    opened.
  *  - Logging: with SOCKS5_LOG_SYSLOG the server calls openlog("socks5",
@@ -35,7 +35,7 @@
  *    replaces the host's own openlog() settings; with SOCKS5_LOG_STDERR
  *    it writes whole lines to descriptor 2.
  *  - Processes: socks5_open() and socks5_serve() fork SOCKS5_RESOLVERS
- *    (4) resolver helpers, which close every descriptor but their pipes
+ *    (4) resolver helpers, which close every descriptor but their socket
  *    and then only call getaddrinfo(). In a threaded host, fork() copies
  *    only the calling thread: open the server before starting threads,
  *    or make sure no other thread holds a lock (malloc's, the resolver
