@@ -3366,6 +3366,10 @@ def scn_flood(sc):
                          hs + 2 * sc.slow), '%.2f s' % el,
                      key=('flood-late',))
             rec.want_result = {REP_NAMES.get(rep, '?')}
+            if rep == 0 and MONO() - c['t1'] >= cfg.t - 0.5:
+                # held open and idle until the whole flood was answered,
+                # past -t: the server rightly ends it as idle
+                rec.want_result.add('idle-timeout')
             counts['rep%02d' % rep] += 1
         sc.outcome('flood-%s' % ('stall' if stall else 'plain'))
         say('  %s: %d name requests%s: %s' % (
