@@ -1914,6 +1914,7 @@ resolver_lost(int i)
 
 	close_fd(&h->fd);
 	h->pid = -1;
+	h->pi = -1;
 	if (h->slot >= 0) {
 		s = &srv.sess[h->slot];
 		if (s->lookup_id == h->id && s->lookup_id != 0)
@@ -1933,10 +1934,13 @@ resolver_replace(int i)
 {
 	struct helper	*h = &srv.helpers[i];
 
-	(void)kill(h->pid, SIGKILL);
-	if (srv.nkilled == (int)(sizeof(srv.killed) / sizeof(srv.killed[0])))
-		(void)waitpid(srv.killed[--srv.nkilled], NULL, 0);
-	srv.killed[srv.nkilled++] = h->pid;
+	if (h->pid > 0) {
+		(void)kill(h->pid, SIGKILL);
+		if (srv.nkilled ==
+		    (int)(sizeof(srv.killed) / sizeof(srv.killed[0])))
+			(void)waitpid(srv.killed[--srv.nkilled], NULL, 0);
+		srv.killed[srv.nkilled++] = h->pid;
+	}
 	resolver_lost(i);
 	if (resolver_spawn(i) == -1)
 		logmsg(LOG_ERR, "warning: fork: %s", strerror(errno));
@@ -2177,7 +2181,7 @@ lookup_answers_read(void)
 	}
 	for (i = 0; i < srv.nresolvers; i++) {
 		h = &srv.helpers[i];
-		if (h->pi < 0 || srv.pfd[h->pi].revents == 0)
+		if (h->pi < 0 || h->fd < 0 || srv.pfd[h->pi].revents == 0)
 			continue;
 		n = read(h->fd, (unsigned char *)&h->ans + h->got,
 		    sizeof(h->ans) - h->got);
@@ -2197,7 +2201,6 @@ lookup_answers_read(void)
 			h->slot = -1;
 		lookup_deliver(&a);
 	}
-	lookups_dispatch();
 }
 
 /* ------------------------------------------------------------------ */
