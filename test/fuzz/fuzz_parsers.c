@@ -610,8 +610,14 @@ fk_recvfrom(int fd, void *b, size_t n, int flags, struct sockaddr *sa,
  * A datagram from the client was just read and something goes out: an
  * unfragmented one to an address is sent as it came, to where its
  * header says; a last fragment ends what is sent, to the same place.
+ * An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is the IPv4 address, as
+ * socks5.1 and the README say: such a datagram goes out over IPv4.
  */
 static int	 g_dgram_live;	/* pend holds the datagram being handled */
+
+static const unsigned char v4mapped_ref[12] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+};
 
 static void
 dgram_sent_check(const unsigned char *b, size_t n, const struct sockaddr *sa)
@@ -634,6 +640,10 @@ dgram_sent_check(const unsigned char *b, size_t n, const struct sockaddr *sa)
 	if (h.atyp == SOCKS5_ATYP_IPV4)
 		CHECK(to->sa.sa_family == AF_INET &&
 		    memcmp(&to->sin.sin_addr, h.addr, 4) == 0 &&
+		    ntohs(to->sin.sin_port) == h.port);
+	else if (memcmp(h.addr, v4mapped_ref, 12) == 0)
+		CHECK(to->sa.sa_family == AF_INET &&
+		    memcmp(&to->sin.sin_addr, h.addr + 12, 4) == 0 &&
 		    ntohs(to->sin.sin_port) == h.port);
 	else
 		CHECK(to->sa.sa_family == AF_INET6 &&
