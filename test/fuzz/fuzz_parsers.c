@@ -545,7 +545,7 @@ fk_write(int fd, const void *b, size_t n)
 		CHECK(n == sizeof(*q));
 		CHECK(memchr(q->name, '\0', sizeof(q->name)) != NULL);
 		CHECK(q->name[0] != '\0');
-		CHECK(q->slot < (unsigned)nsess);
+		CHECK(q->slot < (unsigned)srv.nsess);
 		if (g_rq_full) {
 			g_rq_full = 0;
 			errno = EAGAIN;
@@ -610,8 +610,14 @@ fk_recvfrom(int fd, void *b, size_t n, int flags, struct sockaddr *sa,
  * A datagram from the client was just read and something goes out: an
  * unfragmented one to an address is sent as it came, to where its
  * header says; a last fragment ends what is sent, to the same place.
+ * An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is the IPv4 address, as
+ * socks5.1 and the README say: such a datagram goes out over IPv4.
  */
 static int	 g_dgram_live;	/* pend holds the datagram being handled */
+
+static const unsigned char v4mapped_ref[12] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+};
 
 static void
 dgram_sent_check(const unsigned char *b, size_t n, const struct sockaddr *sa)
@@ -634,6 +640,10 @@ dgram_sent_check(const unsigned char *b, size_t n, const struct sockaddr *sa)
 	if (h.atyp == SOCKS5_ATYP_IPV4)
 		CHECK(to->sa.sa_family == AF_INET &&
 		    memcmp(&to->sin.sin_addr, h.addr, 4) == 0 &&
+		    ntohs(to->sin.sin_port) == h.port);
+	else if (memcmp(h.addr, v4mapped_ref, 12) == 0)
+		CHECK(to->sa.sa_family == AF_INET &&
+		    memcmp(&to->sin.sin_addr, h.addr + 12, 4) == 0 &&
 		    ntohs(to->sin.sin_port) == h.port);
 	else
 		CHECK(to->sa.sa_family == AF_INET6 &&
@@ -660,7 +670,7 @@ fk_sendto(int fd, const void *b, size_t n, int flags,
 		/* To the client: a header naming the source, then data. */
 		hl = udp_parse(b, n, &h);
 		CHECK(hl > 0 && (size_t)hl <= n);
-		CHECK(h.cmd == 0);
+		CHECK(h.frag == 0);
 		CHECK(h.atyp == SOCKS5_ATYP_IPV4 || h.atyp == SOCKS5_ATYP_IPV6);
 		sent_client++;
 	} else {
@@ -763,21 +773,21 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (startup_common(&base, T_SESS, T_POOL, T_UDP) != 0)
 		abort();
 	/* tables_alloc() makes user tables only with -u: make them here. */
-	users[0] = calloc(SOCKS5_MAXUSERS, sizeof(struct user));
-	users[1] = calloc(SOCKS5_MAXUSERS, sizeof(struct user));
-	if (users[0] == NULL || users[1] == NULL)
+	srv.users[0] = calloc(SOCKS5_MAXUSERS, sizeof(struct user));
+	srv.users[1] = calloc(SOCKS5_MAXUSERS, sizeof(struct user));
+	if (srv.users[0] == NULL || srv.users[1] == NULL)
 		abort();
-	u = users[0];
+	u = srv.users[0];
 	if (user_parse(&u[0], "alice:secret", 12) != 0 ||
 	    user_parse(&u[1], "bob:x", 5) != 0)
 		abort();
-	ucur = 0;
-	nusers[0] = 2;
+	srv.ucur = 0;
+	srv.nusers[0] = 2;
 	/* The resolver is "running": lookups go to a fake request pipe. */
 	pend.fd = -1;
-	nresolvers = 1;
-	rq_fd = fake_new(K_RQ);
-	ra_fd = fake_new(K_RA);
+	srv.nresolvers = 1;
+	srv.rq_fd = fake_new(K_RQ);
+	srv.ra_fd = fake_new(K_RA);
 	return 0;
 }
 
@@ -926,7 +936,7 @@ t_udp(const unsigned char *p, size_t n)
 	CHECK(len == -1 || (len >= 7 && (size_t)len <= n));
 	if (len < 0)
 		return;
-	CHECK(p[0] == 0 && p[1] == 0 && h.cmd == p[2] && h.atyp == p[3]);
+	CHECK(p[0] == 0 && p[1] == 0 && h.frag == p[2] && h.atyp == p[3]);
 	alen = socksaddr_parse(p + 3, n - 3, &h);
 	CHECK(alen + 3 == len);
 	if (h.atyp == SOCKS5_ATYP_DOMAIN) {
@@ -967,7 +977,7 @@ t_rules(const unsigned char *p, size_t n)
 	memcpy(q, p, k);
 	p += k;
 	n -= k;
-	nrules = 0;
+	srv.nrules = 0;
 	while (n > 0 && nr < (int)(sizeof(rule_text) / sizeof(rule_text[0]))) {
 		const unsigned char *nl = memchr(p, '\n', n);
 
@@ -976,13 +986,13 @@ t_rules(const unsigned char *p, size_t n)
 		    sizeof(rule_text[0]) - 1;
 		memcpy(rule_text[nr], p, k);
 		rule_text[nr][k] = '\0';
-		r = nrules;
+		r = srv.nrules;
 		ok = rule_add(rule_text[nr]);
 		if (r == SOCKS5_MAXRULES)
 			CHECK(ok == -1);
-		CHECK(ok == 0 ? nrules == r + 1 : nrules == r);
+		CHECK(ok == 0 ? srv.nrules == r + 1 : srv.nrules == r);
 		if (ok == 0) {
-			ru = &rules[r];
+			ru = &srv.rules[r];
 			CHECK(ru->text == rule_text[nr]);
 			CHECK(ru->plo <= ru->phi && ru->phi <= 65535);
 			CHECK((ru->cmds & ~0x0eu) == 0);
@@ -1020,17 +1030,17 @@ t_rules(const unsigned char *p, size_t n)
 	user = users_sel[q[37] % 4];
 	r = rules_eval(&peer, user, cmd, fam, fam ? ip : NULL,
 	    (unsigned)q[34] << 8 | q[35]);
-	CHECK(r >= -1 && r <= nrules);
-	if (nrules == 0)
+	CHECK(r >= -1 && r <= srv.nrules);
+	if (srv.nrules == 0)
 		CHECK(r == -1);
-	if (r >= 0 && r < nrules)
-		CHECK(!rules[r].allow);
+	if (r >= 0 && r < srv.nrules)
+		CHECK(!srv.rules[r].allow);
 	/* Every rule's own "to" network matches its base address. */
-	for (i = 0; i < (size_t)nrules; i++)
-		if (rules[i].to.fam != 0)
-			CHECK(cidr_match(&rules[i].to, rules[i].to.fam,
-			    rules[i].to.addr));
-	nrules = 0;
+	for (i = 0; i < (size_t)srv.nrules; i++)
+		if (srv.rules[i].to.fam != 0)
+			CHECK(cidr_match(&srv.rules[i].to, srv.rules[i].to.fam,
+			    srv.rules[i].to.addr));
+	srv.nrules = 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1204,26 +1214,26 @@ pass(const unsigned char *sel)
 		ev[FD_CLIENT] |= ev[FD_CLIENT_OUT];
 		ev[FD_CLIENT_OUT] = 0;
 	}
-	npfd = 0;
+	srv.npfd = 0;
 	for (i = 0; i < NFD; i++) {
 		g_s->pi[i] = -1;
 		if (g_s->fd[i] < 0 || ev[i] == 0)
 			continue;
-		pfd[npfd].fd = g_s->fd[i];
-		pfd[npfd].events = ev[i];
-		pfd[npfd].revents = ev[i] & (POLLIN | POLLOUT);
+		srv.pfd[srv.npfd].fd = g_s->fd[i];
+		srv.pfd[srv.npfd].events = ev[i];
+		srv.pfd[srv.npfd].revents = ev[i] & (POLLIN | POLLOUT);
 		if (sel != NULL) {
-			pfd[npfd].revents = 0;
+			srv.pfd[srv.npfd].revents = 0;
 			if (sel[i] & 1)
-				pfd[npfd].revents |= ev[i] & POLLIN;
+				srv.pfd[srv.npfd].revents |= ev[i] & POLLIN;
 			if (sel[i] & 2)
-				pfd[npfd].revents |= ev[i] & POLLOUT;
+				srv.pfd[srv.npfd].revents |= ev[i] & POLLOUT;
 			if (sel[i] & 4)
-				pfd[npfd].revents |= POLLHUP;
+				srv.pfd[srv.npfd].revents |= POLLHUP;
 			if (sel[i] & 8)
-				pfd[npfd].revents |= POLLERR;
+				srv.pfd[srv.npfd].revents |= POLLERR;
 		}
-		g_s->pi[i] = npfd++;
+		g_s->pi[i] = srv.npfd++;
 	}
 	if (same)
 		g_s->pi[FD_CLIENT_OUT] = g_s->pi[FD_CLIENT];
@@ -1257,11 +1267,16 @@ session_check(void)
 	CHECK(s->rbuf < T_UDP && s->held < T_UDP);
 	CHECK(s->rbuf < 0 || s->rbuf != s->held);
 	CHECK(s->rlen <= UDP_DATA_MAX);
-	CHECK(s->naddr <= SOCKS5_MAXADDR && s->nextaddr <= s->naddr);
-	CHECK(npoolfree >= 0 && npoolfree <= T_POOL);
-	CHECK(nudpfree >= 0 && nudpfree <= T_UDP);
+	/* The union: a destination list, or (UDP) the name cache. */
+	if (s->cmd == SOCKS5_CMD_UDP)
+		CHECK(s->to.udp.have <= 1 && memchr(s->to.udp.name, '\0',
+		    sizeof(s->to.udp.name)) != NULL);
+	else
+		CHECK(s->to.dst.naddr <= SOCKS5_MAXADDR &&
+		    s->to.dst.next <= s->to.dst.naddr);
+	CHECK(srv.npoolfree >= 0 && srv.npoolfree <= T_POOL);
+	CHECK(srv.nudpfree >= 0 && srv.nudpfree <= T_UDP);
 	CHECK(memchr(s->dname, '\0', sizeof(s->dname)) != NULL);
-	CHECK(memchr(s->cname, '\0', sizeof(s->cname)) != NULL);
 	CHECK(memchr(s->user, '\0', sizeof(s->user)) != NULL);
 	if (s->state == S_RELAY || s->state == S_CONNECT)
 		CHECK(s->fd[FD_REMOTE] >= 0);
@@ -1488,7 +1503,7 @@ record(int type, const unsigned char *p, size_t n)
 		break;
 	case R_LOOKUP:
 		memset(&ans, 0, sizeof(ans));
-		ans.slot = (unsigned)(g_s - sess);
+		ans.slot = (unsigned)(g_s - srv.sess);
 		ans.id = g_s->lookup_id;
 		stale = 0;
 		if (n > 0) {
@@ -1518,21 +1533,21 @@ record(int type, const unsigned char *p, size_t n)
 		memcpy(ra_buf, &ans, sizeof(ans));
 		ra_len = sizeof(ans);
 		st = g_s->state;
-		lookups_read();
+		lookup_answers_read();
 		CHECK(ra_len == 0);
 		if (stale)
 			CHECK(g_s->state == st);
 		reap();
 		break;
 	case R_TIME:
-		now += 16UL * (n >= 2 ? (unsigned)p[0] << 8 | p[1] :
+		srv.now += 16UL * (n >= 2 ? (unsigned)p[0] << 8 | p[1] :
 		    n == 1 ? p[0] : 64);
 		sessions_expire();
 		reap();
 		break;
 	case R_PIPE:
-		if (nqueued > 0) {
-			lookups_send();
+		if (srv.nqueued > 0) {
+			lookup_queue_flush();
 			reap();
 		}
 		break;
@@ -1563,13 +1578,14 @@ record(int type, const unsigned char *p, size_t n)
 		addr_from(&a, p, n);
 		if (g_s->state == S_BIND_WAIT && n > 0 && (p[0] & 2)) {
 			/* The expected peer: the address the client named. */
-			if (g_s->afam[0] == AF_INET) {
+			if (g_s->to.dst.fam[0] == AF_INET) {
 				a.sin.sin_family = AF_INET;
-				memcpy(&a.sin.sin_addr, g_s->aaddr[0], 4);
+				memcpy(&a.sin.sin_addr, g_s->to.dst.addr[0], 4);
 			} else {
 				memset(&a, 0, sizeof(a));
 				a.sin6.sin6_family = AF_INET6;
-				memcpy(&a.sin6.sin6_addr, g_s->aaddr[0], 16);
+				memcpy(&a.sin6.sin6_addr, g_s->to.dst.addr[0],
+				    16);
 			}
 		}
 		dgram_queue(g_s->fd[FD_LISTEN], &a, sel, 0);
@@ -1652,7 +1668,7 @@ session_finish(int userpass)
 	if (!g_done) {
 		/* R_STEAL's other session ends first: buffers come back. */
 		if (stolen_buf >= 0)
-			poolfree[npoolfree++] = stolen_buf;
+			srv.poolfree[srv.npoolfree++] = stolen_buf;
 		if (stolen_ub >= 0)
 			udpbuf_put(&stolen_ub);
 		stolen_buf = stolen_ub = -1;
@@ -1663,15 +1679,15 @@ session_finish(int userpass)
 		}
 	}
 	if (stolen_buf >= 0)
-		poolfree[npoolfree++] = stolen_buf;
+		srv.poolfree[srv.npoolfree++] = stolen_buf;
 	if (stolen_ub >= 0)
 		udpbuf_put(&stolen_ub);
 	stolen_buf = stolen_ub = -1;
 	/* Nothing leaked; the streams were what they should be. */
-	CHECK(nactive == 0 && nfree == T_SESS);
-	CHECK(npoolfree == T_POOL);
-	CHECK(nudpfree == T_UDP);
-	CHECK(nqueued == 0);
+	CHECK(srv.nactive == 0 && srv.nfree == T_SESS);
+	CHECK(srv.npoolfree == T_POOL);
+	CHECK(srv.nudpfree == T_UDP);
+	CHECK(srv.nqueued == 0);
 	CHECK(fk_live == 0);
 	client_stream_check(userpass, g_s->cmd);
 	remote_stream_check(userpass);
@@ -1680,6 +1696,22 @@ session_finish(int userpass)
 }
 
 #define SESSIONS_MAX	4	/* one after another, in one input */
+
+/* -b and -e as startup_common() parses them. */
+static void
+config_addrs(void)
+{
+	socklen_t	 alen;
+
+	memset(&srv.bind_sa, 0, sizeof(srv.bind_sa));
+	memset(&srv.ext_sa, 0, sizeof(srv.ext_sa));
+	srv.have_bind = srv.conf.bind_addr != NULL &&
+	    addr_parse(&srv.bind_sa, &alen, srv.conf.bind_addr, 0) == 0;
+	srv.have_ext = srv.conf.external_addr != NULL &&
+	    addr_parse(&srv.ext_sa, &alen, srv.conf.external_addr, 0) == 0;
+	CHECK(srv.have_bind == (srv.conf.bind_addr != NULL));
+	CHECK(srv.have_ext == (srv.conf.external_addr != NULL));
+}
 
 static void
 t_session(const unsigned char *p, size_t n, int udp)
@@ -1699,17 +1731,22 @@ t_session(const unsigned char *p, size_t n, int udp)
 		n--;
 	}
 	/* Per-input configuration; deterministic time. */
-	conf.user_file = (cfg0 & 1) ? "fuzz:users" : NULL;
-	conf.family = (cfg0 >> 1 & 3) == 1 ? 4 : (cfg0 >> 1 & 3) == 2 ? 6 : 0;
+	srv.conf.user_file = (cfg0 & 1) ? "fuzz:users" : NULL;
+	srv.conf.family = (cfg0 >> 1 & 3) == 1 ? 4 :
+	    (cfg0 >> 1 & 3) == 2 ? 6 : 0;
 	/*
-	 * -b changes from one input to the next: socks5.c must not keep a
-	 * parsed -b address across configurations (it once did, in a
-	 * static of family_allowed(); fixed in 6c52386).
+	 * -b and -e change from one input to the next. socks5.c parses
+	 * them once, in startup_common() (srv.have_bind/bind_sa,
+	 * srv.have_ext/ext_sa): parse them here the same way, so that
+	 * nothing of the previous input's -b is kept (socks5.c once kept
+	 * one in a static of family_allowed(), now connect_family_ok();
+	 * fixed in 6c52386).
 	 */
-	conf.bind_addr = (cfg0 & 0x20) ? (cfg0 & 8 ? "::1" : "127.0.0.1") :
+	srv.conf.bind_addr = (cfg0 & 0x20) ? (cfg0 & 8 ? "::1" : "127.0.0.1") :
 	    NULL;
-	conf.external_addr = (cfg0 & 0x40) ? "192.0.2.7" : NULL;
-	nrules = 0;
+	srv.conf.external_addr = (cfg0 & 0x40) ? "192.0.2.7" : NULL;
+	config_addrs();
+	srv.nrules = 0;
 	if (cfg0 & 0x10) {
 		size_t	 i;
 
@@ -1724,9 +1761,9 @@ t_session(const unsigned char *p, size_t n, int udp)
 	g_short = (cfg1 & 0x40) != 0 && !udp;
 	g_tick = 0;
 	g_log_strict = 1;
-	now = 1000000UL;
-	memset(authpace, 0, sizeof(authpace));
-	authpace_used = 0;
+	srv.now = 1000000UL;
+	memset(srv.authpace, 0, sizeof(srv.authpace));
+	srv.authpace_used = 0;
 
 	/*
 	 * Sessions one after another, each until it is freed; the failed
@@ -1747,10 +1784,11 @@ t_session(const unsigned char *p, size_t n, int udp)
 		}
 		session_finish(cfg0 & 1);
 	}
-	nrules = 0;
-	conf.user_file = NULL;
-	conf.bind_addr = conf.external_addr = NULL;
-	conf.family = 0;
+	srv.nrules = 0;
+	srv.conf.user_file = NULL;
+	srv.conf.bind_addr = srv.conf.external_addr = NULL;
+	config_addrs();
+	srv.conf.family = 0;
 }
 
 /* ------------------------------------------------------------------ */
