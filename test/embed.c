@@ -148,25 +148,35 @@ echo_eof_at(unsigned port)
 	return -1;
 }
 
-static void
-echo_start(void)
+/* A listening TCP socket on 127.0.0.1 (port chosen by the kernel). */
+static int
+loopback_listener(int backlog, unsigned *port, const char *what)
 {
 	struct sockaddr_in	 a;
 	socklen_t		 alen = sizeof(a);
-	int			 i;
+	int			 l;
 
-	for (i = 0; i < MAXECHO; i++)
-		echo[i].fd = -1;
 	memset(&a, 0, sizeof(a));
 	a.sin_family = AF_INET;
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if ((echo_lfd = socket(AF_INET, SOCK_STREAM, 0)) == -1 ||
-	    bind(echo_lfd, (struct sockaddr *)&a, sizeof(a)) == -1 ||
-	    listen(echo_lfd, 16) == -1 ||
-	    getsockname(echo_lfd, (struct sockaddr *)&a, &alen) == -1)
-		fail_errno("echo listener");
+	if ((l = socket(AF_INET, SOCK_STREAM, 0)) == -1 ||
+	    bind(l, (struct sockaddr *)&a, sizeof(a)) == -1 ||
+	    listen(l, backlog) == -1 ||
+	    getsockname(l, (struct sockaddr *)&a, &alen) == -1)
+		fail_errno(what);
+	*port = ntohs(a.sin_port);
+	return l;
+}
+
+static void
+echo_start(void)
+{
+	int	 i;
+
+	for (i = 0; i < MAXECHO; i++)
+		echo[i].fd = -1;
+	echo_lfd = loopback_listener(16, &echo_port, "echo listener");
 	nonblock(echo_lfd);
-	echo_port = ntohs(a.sin_port);
 }
 
 static void
@@ -652,17 +662,14 @@ static void
 tcp_pair(int sv[2])
 {
 	struct sockaddr_in	 a;
-	socklen_t		 alen = sizeof(a);
+	unsigned		 port;
 	int			 l;
 
+	l = loopback_listener(1, &port, "tcp pair listener");
 	memset(&a, 0, sizeof(a));
 	a.sin_family = AF_INET;
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if ((l = socket(AF_INET, SOCK_STREAM, 0)) == -1 ||
-	    bind(l, (struct sockaddr *)&a, sizeof(a)) == -1 ||
-	    listen(l, 1) == -1 ||
-	    getsockname(l, (struct sockaddr *)&a, &alen) == -1)
-		fail_errno("tcp pair listener");
+	a.sin_port = htons((unsigned short)port);
 	if ((sv[0] = socket(AF_INET, SOCK_STREAM, 0)) == -1 ||
 	    connect(sv[0], (struct sockaddr *)&a, sizeof(a)) == -1 ||
 	    (sv[1] = accept(l, NULL, NULL)) == -1)
