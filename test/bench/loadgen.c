@@ -150,15 +150,14 @@ loopback(struct sockaddr_in *a, uint16_t port)
 	a->sin_port = htons(port);
 }
 
-/* Read exactly n bytes; 0 on success, -1 on error or early EOF. */
+/* Move exactly n bytes in (out 0) or out; 0, or -1 on an error or EOF. */
 static int
-readn(int fd, void *buf, size_t n)
+move_all(int fd, unsigned char *p, size_t n, int out)
 {
-	unsigned char	*p = buf;
-	ssize_t		 r;
+	ssize_t	 r;
 
 	while (n > 0) {
-		r = read(fd, p, n);
+		r = out ? write(fd, p, n) : read(fd, p, n);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -169,23 +168,8 @@ readn(int fd, void *buf, size_t n)
 	return 0;
 }
 
-static int
-writen(int fd, const void *buf, size_t n)
-{
-	const unsigned char	*p = buf;
-	ssize_t			 r;
-
-	while (n > 0) {
-		r = write(fd, p, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
+#define readn(fd, buf, n)	move_all((fd), (unsigned char *)(buf), (n), 0)
+#define writen(fd, buf, n)	move_all((fd), (unsigned char *)(buf), (n), 1)
 
 static void
 raise_fd_limit(void)
