@@ -61,6 +61,11 @@ QUICKDEFS = -DSOCKS5_AUTH_DELAY_MS=500 -DSOCKS5_FRAG_SECS=2 \
 SANFLAGS = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer
 
+# (GNU and BSD make: test/ is a directory, and the other names are no files)
+.PHONY: all test test-sanitize test-valgrind portable cross test-musl test-mips \
+	test-clock32 fuzz fuzz-run fuzz-regress bench mutants chaos chaos-ci \
+	install clean
+
 all: socks5
 
 socks5: socks5.c socks5.h
