@@ -56,7 +56,7 @@ CLOCKTESTS = clockwrap sizes timeout bruteforce pacing udp-frag udplate \
 JOBS	=
 # The quick build: the delays the tests wait on, shortened.  One source of
 # truth: the same words are passed to the tests (SOCKS5_QUICK_DEFS).
-QUICKDEFS = -DSOCKS5_AUTH_DELAY_MS=500 -DSOCKS5_FRAG_SECS=2 \
+QUICKDEFS = -DSOCKS5_AUTH_DELAY_MS=300 -DSOCKS5_FRAG_SECS=2 \
 	-DSOCKS5_LINGER_MS=500
 SANFLAGS = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer
@@ -77,12 +77,12 @@ test: socks5 $(XBIN)/socks5-quick
 	SOCKS5_QUICK_DEFS="$(QUICKDEFS)" TEST_JOBS="$(JOBS)" \
 	tclsh test/all.tcl $(TESTS)
 
-$(XBIN)/socks5-quick: socks5.c socks5.h
+$(XBIN)/socks5-quick: socks5.c socks5.h Makefile
 	mkdir -p $(XBIN)
 	$(CC) $(CFLAGS) $(QUICKDEFS) $(LDFLAGS) -o $(XBIN)/socks5-quick \
 	    socks5.c $(LDLIBS)
 
-$(XBIN)/socks5-asan-quick: socks5.c socks5.h
+$(XBIN)/socks5-asan-quick: socks5.c socks5.h Makefile
 	mkdir -p $(XBIN)
 	clang $(SANFLAGS) $(QUICKDEFS) -o $(XBIN)/socks5-asan-quick socks5.c
 
