@@ -2,8 +2,9 @@
 #
 #   make                 build ./socks5
 #   make test            run the test suite against $(SOCKS5): the files
-#                        in parallel, JOBS at a time (default: one per
-#                        processor; JOBS=1 runs them one after another;
+#                        in parallel, JOBS at a time (default: two per
+#                        processor, as they mostly wait on timers;
+#                        JOBS=1 runs them one after another;
 #                        TESTS="a b" picks files).  The files that wait on
 #                        a compile-time delay of socks5.c use a second
 #                        build from the same source, $(XBIN)/socks5-quick,
