@@ -49,6 +49,9 @@ for k in range(count):
         continue
     try:
         t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # (next to a wildcard port-53 socket that allows it; the more
+        # specific address gets the datagrams)
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         t.bind((addr, 53))
         s = t
         break
@@ -154,7 +157,8 @@ set ::fakedns_log ""
 set ::fakedns_addr ""
 
 # fakedns_start table -- start the responder; sets ::fakedns_pid and
-# ::fakedns_addr, or ::fakedns_skip.
+# ::fakedns_addr, or ::fakedns_skip.  Retries for 40 s while port 53 is
+# held for every address (by a wildcard socket of some other program).
 proc fakedns_start {table} {
     set script [tmpfile fakedns.py $::fakedns_script]
     set ::fakedns_log [tmpfile fakedns.log]
@@ -168,22 +172,29 @@ proc fakedns_start {table} {
     }
     set n [expr {[pid] % 65024 + 256}]
     set first 127.53.[expr {$n / 256}].[expr {$n % 256}]
-    set pipe [open |[list $::fakedns_python $script $first 512 {*}$args \
-            2>> $::fakedns_log] r+]
-    fconfigure $pipe -blocking 0 -buffering line
-    set line ""
-    wait_until {[gets $pipe line] >= 0 || [eof $pipe]} 5000
-    if {[regexp {^ready (\S+)$} $line -> ::fakedns_addr]} {
-        set ::fakedns_pipe $pipe
-        set ::fakedns_pid [lindex [pid $pipe] 0]
-        ::lib::register_pid $::fakedns_pid
-        return
+    set deadline [expr {[clock milliseconds] + 40000}]
+    while {1} {
+        set pipe [open |[list $::fakedns_python $script $first 512 {*}$args \
+                2>> $::fakedns_log] r+]
+        fconfigure $pipe -blocking 0 -buffering line
+        set line ""
+        wait_until {[gets $pipe line] >= 0 || [eof $pipe]} 5000
+        if {[regexp {^ready (\S+)$} $line -> ::fakedns_addr]} {
+            set ::fakedns_pipe $pipe
+            set ::fakedns_pid [lindex [pid $pipe] 0]
+            ::lib::register_pid $::fakedns_pid
+            return
+        }
+        catch {exec kill [lindex [pid $pipe] 0]}
+        fconfigure $pipe -blocking 1
+        catch {close $pipe}
+        if {[clock milliseconds] >= $deadline} {
+            set ::fakedns_skip "DNS responder cannot listen on UDP port 53:\
+                    [expr {$line eq "" ? [::lib::readfile $::fakedns_log] : $line}]"
+            return
+        }
+        pause 500
     }
-    catch {exec kill [lindex [pid $pipe] 0]}
-    fconfigure $pipe -blocking 1
-    catch {close $pipe}
-    set ::fakedns_skip "DNS responder cannot listen on UDP port 53:\
-            [expr {$line eq "" ? [::lib::readfile $::fakedns_log] : $line}]"
 }
 
 # fakedns_setup table ?options? -- decide whether the fixture can run, start
