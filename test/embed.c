@@ -987,13 +987,18 @@ until_eof(int with_server, int fd, long ms)
 	long		 t0 = now_ms();
 	ssize_t		 n;
 
-	while (now_ms() - t0 < ms) {
-		step(with_server, 20);
+	for (;;) {
+		/* (checked once more after the deadline: a loaded machine
+		 * may not have run us in between) */
+		int last = now_ms() - t0 >= ms;
+
+		step(with_server, last ? 0 : 20);
 		n = read(fd, buf, sizeof(buf));
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
 			return now_ms() - t0;
+		if (last)
+			return -1;
 	}
-	return -1;
 }
 
 /* Drive the loop until the echo server's connection from port saw EOF. */
@@ -1002,12 +1007,15 @@ until_target_eof(int with_server, unsigned port, long ms)
 {
 	long	 t0 = now_ms();
 
-	while (now_ms() - t0 < ms) {
+	for (;;) {
+		int last = now_ms() - t0 >= ms;	/* one more check after it */
+
+		step(with_server, last ? 0 : 20);
 		if (echo_eof_at(port) >= 0)
 			return echo_eof_at(port) - t0;
-		step(with_server, 20);
+		if (last)
+			return -1;
 	}
-	return -1;
 }
 
 /*
