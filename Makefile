@@ -1,7 +1,20 @@
 # socks5 - POSIX Makefile, read by GNU make and BSD make alike.
 #
 #   make                 build ./socks5
-#   make test            run the test suite against $(SOCKS5)
+#   make test            run the test suite against $(SOCKS5): the files
+#                        in parallel, JOBS at a time (default: two per
+#                        processor, as they mostly wait on timers;
+#                        JOBS=1 runs them one after another;
+#                        TESTS="a b" picks files).  The files that wait on
+#                        a compile-time delay of socks5.c use a second
+#                        build from the same source, $(XBIN)/socks5-quick,
+#                        with the shorter QUICKDEFS; they read the values
+#                        from the environment, so every assertion follows
+#                        the build.  Under an emulator or a sanitizer the
+#                        other test-* targets run the files 1 (mips,
+#                        clock32) or 2 (sanitize, musl) at a time: their
+#                        timing margins are scaled by SOCKS5_TEST_SLOW,
+#                        not by the load of the neighbours.
 #   make install         install the binary and the man page
 #   make portable        build with every compiler at hand, print sizes
 #   make test-musl       the suite against a static musl build
@@ -41,32 +54,50 @@ QEMU_MIPS = qemu-mips -L /usr/mips-linux-gnu
 CLOCKTESTS = clockwrap sizes timeout bruteforce pacing udp-frag udplate \
 	lookupqueue tablefull spillpool handshakepool status halfclose \
 	bigtransfer
+JOBS	=
+# The quick build: the delays the tests wait on, shortened.  One source of
+# truth: the same words are passed to the tests (SOCKS5_QUICK_DEFS).
+QUICKDEFS = -DSOCKS5_AUTH_DELAY_MS=300 -DSOCKS5_FRAG_SECS=2 \
+	-DSOCKS5_LINGER_MS=500
 SANFLAGS = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer
 
-# Targets that name no file (test/ is a directory: without this, make
-# would find "test" up to date and run nothing).
-.PHONY: all test test-sanitize test-valgrind portable cross test-musl \
-	test-mips test-clock32 fuzz fuzz-run fuzz-regress bench mutants \
-	chaos chaos-ci install clean
+# (GNU and BSD make: test/ is a directory, and the other names are no files)
+.PHONY: all test test-sanitize test-valgrind portable cross test-musl test-mips \
+	test-clock32 fuzz fuzz-run fuzz-regress bench mutants chaos chaos-ci \
+	install clean
 
 all: socks5
 
 socks5: socks5.c socks5.h
 	$(CC) $(CFLAGS) $(LDFLAGS) -o socks5 socks5.c $(LDLIBS)
 
-test: socks5
+test: socks5 $(XBIN)/socks5-quick
 	sh test/deps.sh
-	SOCKS5="$(SOCKS5)" tclsh test/all.tcl $(TESTS)
+	SOCKS5="$(SOCKS5)" SOCKS5_QUICK="$$(pwd)/$(XBIN)/socks5-quick" \
+	SOCKS5_QUICK_DEFS="$(QUICKDEFS)" TEST_JOBS="$(JOBS)" \
+	tclsh test/all.tcl $(TESTS)
+
+$(XBIN)/socks5-quick: socks5.c socks5.h Makefile
+	mkdir -p $(XBIN)
+	$(CC) $(CFLAGS) $(QUICKDEFS) $(LDFLAGS) -o $(XBIN)/socks5-quick \
+	    socks5.c $(LDLIBS)
+
+$(XBIN)/socks5-asan-quick: socks5.c socks5.h Makefile
+	mkdir -p $(XBIN)
+	clang $(SANFLAGS) $(QUICKDEFS) -o $(XBIN)/socks5-asan-quick socks5.c
 
 socks5-asan: socks5.c socks5.h
 	clang $(SANFLAGS) -o socks5-asan socks5.c
 
-test-sanitize: socks5-asan
+test-sanitize: socks5-asan $(XBIN)/socks5-asan-quick
 	sh test/deps.sh
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	j="$(JOBS)"; ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1 SOCKS5_SANITIZED=1 \
-	SOCKS5="$$(pwd)/socks5-asan" tclsh test/all.tcl $(TESTS)
+	SOCKS5="$$(pwd)/socks5-asan" \
+	SOCKS5_QUICK="$$(pwd)/$(XBIN)/socks5-asan-quick" \
+	SOCKS5_QUICK_DEFS="$(QUICKDEFS)" TEST_JOBS="$${j:-2}" \
+	tclsh test/all.tcl $(TESTS)
 
 test-valgrind: socks5
 	sh test/deps.sh
@@ -79,20 +110,21 @@ cross:
 	sh test/portable.sh --build-only $(XBIN)
 
 test-musl: cross
-	SOCKS5="$$(pwd)/$(XBIN)/socks5.musl" tclsh test/all.tcl $(TESTS)
+	j="$(JOBS)"; SOCKS5="$$(pwd)/$(XBIN)/socks5.musl" TEST_JOBS="$${j:-2}" \
+	tclsh test/all.tcl $(TESTS)
 
 test-mips: cross
-	SOCKS5="$(QEMU_MIPS) $$(pwd)/$(XBIN)/socks5.mips-qemu" \
-	tclsh test/all.tcl $(TESTS)
+	j="$(JOBS)"; SOCKS5="$(QEMU_MIPS) $$(pwd)/$(XBIN)/socks5.mips-qemu" \
+	TEST_JOBS="$${j:-1}" tclsh test/all.tcl $(TESTS)
 
 test-clock32:
 	mkdir -p $(XBIN)
 	mips-linux-gnu-gcc -O2 -DSOCKS5_TEST_CLOCK=60000 \
 	    -Wl,--wrap=getsockopt -o $(XBIN)/socks5.mips-clock \
 	    socks5.c test/qemu_soerror.c
-	SOCKS5_CLOCK_LEAD_MS=2500 \
+	j="$(JOBS)"; SOCKS5_CLOCK_LEAD_MS=2500 \
 	SOCKS5="$(QEMU_MIPS) $$(pwd)/$(XBIN)/socks5.mips-clock" \
-	tclsh test/all.tcl $(CLOCKTESTS)
+	TEST_JOBS="$${j:-1}" tclsh test/all.tcl $(CLOCKTESTS)
 
 fuzz:
 	sh test/fuzz/run.sh --build-only

@@ -51,6 +51,58 @@ if {[info exists ::env(SOCKS5_TEST_SLOW)] &&
     set ::lib::slow $::env(SOCKS5_TEST_SLOW)
 }
 
+# ---------------------------------------------------------------------------
+# Compile-time delays
+#
+# socks5.c's tunables (#ifndef SOCKS5_NAME at its top) are read from the
+# source next to test/, so an assertion about a delay follows the build.
+# A file that waits on one of these delays calls quick_server first: when
+# the environment names a quick build (SOCKS5_QUICK, a command like SOCKS5,
+# built with the -D values in SOCKS5_QUICK_DEFS, e.g.
+# "-DSOCKS5_AUTH_DELAY_MS=500"; see QUICKDEFS in the Makefile), the file's
+# servers are that build and tunable answers with its values; otherwise
+# $SOCKS5 with socks5.c's defaults.
+#
+# tunable NAME -- the value of SOCKS5_NAME for the servers this file starts
+# (e.g. [tunable AUTH_DELAY_MS] -> 1000); errors for an unknown name.
+proc tunable {name} {
+    if {![info exists ::lib::tunables]} {
+        array set ::lib::tunables {}
+        set src [::lib::readfile [file join [file dirname $::lib::testdir] socks5.c]]
+        foreach {-> n v} [regexp -all -inline -line \
+                {^#define[ \t]+SOCKS5_([A-Z0-9_]+)[ \t]+([0-9]+)\y} $src] {
+            if {![info exists ::lib::tunables($n)]} {
+                set ::lib::tunables($n) $v
+            }
+        }
+    }
+    if {![info exists ::lib::tunables($name)]} {
+        error "tunable: SOCKS5_$name not found in socks5.c"
+    }
+    return $::lib::tunables($name)
+}
+
+# quick_server -- use the quick build (when there is one) for the servers
+# this file starts; returns the command.
+proc quick_server {} {
+    tunable AUTH_DELAY_MS       ;# the defaults first
+    if {[info exists ::env(SOCKS5_QUICK)] &&
+            [string trim $::env(SOCKS5_QUICK)] ne ""} {
+        set ::SOCKS5 $::env(SOCKS5_QUICK)
+        set defs {}
+        if {[info exists ::env(SOCKS5_QUICK_DEFS)]} {
+            set defs $::env(SOCKS5_QUICK_DEFS)
+        }
+        foreach d $defs {
+            if {![regexp {^-DSOCKS5_([A-Z0-9_]+)=([0-9]+)$} $d -> n v]} {
+                error "SOCKS5_QUICK_DEFS: not -DSOCKS5_NAME=NUMBER: $d"
+            }
+            set ::lib::tunables($n) $v
+        }
+    }
+    return $::SOCKS5
+}
+
 # Command-line options for tcltest (e.g. -match greeting-1.*) pass through.
 if {[llength $::argv]} {
     tcltest::configure {*}$::argv

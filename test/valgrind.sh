@@ -10,7 +10,8 @@
 # the server's descriptors before and after each kind of session.) The
 # suite's own verdict is printed as well, but a server ten times slower
 # misses some of the suite's time limits (SOCKS5_TEST_SLOW=4 widens
-# them), so only the memcheck verdict decides the exit status.
+# them), so only the memcheck verdict decides the exit status. The files
+# run one at a time (TEST_JOBS=1 unless set): valgrind is CPU-bound.
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,7 +23,8 @@ if ! command -v valgrind >/dev/null 2>&1; then
 	exit 1
 fi
 SOCKS5="valgrind -q --log-file=$logs/vg.%p $bin" \
-SOCKS5_TEST_SLOW=${SOCKS5_TEST_SLOW:-4} tclsh "$here/all.tcl" "$@" |
+SOCKS5_TEST_SLOW=${SOCKS5_TEST_SLOW:-4} TEST_JOBS=${TEST_JOBS:-1} \
+tclsh "$here/all.tcl" "$@" |
     tail -1 | sed 's/^/suite under valgrind: /'
 
 n=0
