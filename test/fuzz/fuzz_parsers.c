@@ -1900,7 +1900,8 @@ record(int type, const unsigned char *p, size_t n)
 		st = g_s->state;
 		was_done = g_done;
 		helpers_pass();
-		CHECK(c->outlen == 0 && !c->busy);	/* all read */
+		/* All read; the helper may have taken a queued lookup since. */
+		CHECK(c->outlen == 0 && (!c->busy || c->req.id != ans.id));
 		if (stale)	/* not the lookup it has out: ignored */
 			CHECK(g_done == was_done && g_s->state == st);
 		else		/* given to it: no longer out */
