@@ -213,6 +213,7 @@ struct stream {
 	size_t		 len, pos;
 	size_t		 peeked;	/* seen by MSG_PEEK: there for sure */
 	int		 eof;
+	int		 reset;		/* reads fail: ECONNRESET */
 };
 static struct stream	 client_in, remote_in, users_in;
 static unsigned char	 client_out[STREAM_MAX], remote_out[STREAM_MAX];
@@ -255,6 +256,7 @@ enum { P_LIVE = 1, P_DEAD, P_KILLED, P_REAPED };
 static struct fproc {
 	int		 state;
 	int		 died;		/* exited by itself (not killed) */
+	int		 polls;		/* killed: WNOHANG polls it has seen */
 } fp[FP_MAX];
 static int	 fp_n;			/* fake pids handed out this input */
 static unsigned	 g_kills;		/* fake kill()s this input */
@@ -481,6 +483,10 @@ stream_take(struct stream *st, void *b, size_t n, int peek, size_t lim)
 {
 	size_t	 k = st->len - st->pos;
 
+	if (st->reset) {
+		errno = ECONNRESET;
+		return -1;
+	}
 	if (k == 0) {
 		if (st->eof)
 			return 0;
@@ -854,6 +860,7 @@ fk_kill(pid_t pid, int sig)
 	    (helper_abandoned(&srv.helpers[i]) && srv.nqueued > 0 &&
 	    DUE(srv.helpers[i].since + SOCKS5_ABANDON_MS, srv.now)));
 	p->state = P_KILLED;
+	p->polls = 0;
 	g_kills++;
 	return 0;
 }
@@ -870,6 +877,10 @@ fk_waitpid(pid_t pid, int *status, int opt)
 		fprintf(stderr, "fuzz: waitpid(%ld) would block\n", (long)pid);
 		abort();
 	}
+	/* A killed helper is not always gone by the first look. */
+	if (p->state == P_KILLED && (opt & WNOHANG) && p->polls++ == 0 &&
+	    (pid & 1))
+		return 0;
 	if (status != NULL)
 		*status = p->state == P_KILLED ? SIGKILL : 0;
 	p->state = P_REAPED;
@@ -1793,7 +1804,16 @@ record(int type, const unsigned char *p, size_t n)
 	case R_POLL:
 		memset(sel, 0, sizeof(sel));
 		memcpy(sel, p, n < NFD ? n : NFD);
+		/* 0x10 on the client: it resets (its reads fail from now). */
+		if (sel[FD_CLIENT] & 0x10)
+			client_in.reset = 1;
+		st = g_s->state;
+		k = waiting_reads(g_s) && (sel[FD_CLIENT] & 1);
+		was_done = g_done;
 		pass(sel);
+		/* Waiting for a lookup, a reset client ends the session. */
+		if (!was_done && client_in.reset && st == S_RESOLVE && k)
+			CHECK(g_done);
 		break;
 	case R_DGRAM:
 	case R_DGRAM_OTHER:
@@ -1949,7 +1969,9 @@ record(int type, const unsigned char *p, size_t n)
 			fake_proc("die", srv.helpers[k].pid)->state = P_DEAD;
 			fake_proc("die", srv.helpers[k].pid)->died = 1;
 			fch[fd].eof = 1;
-			if (p[0] & 4) {
+			if (p[0] & 8) {
+				/* seen later: maybe a request is sent first */
+			} else if (p[0] & 4) {
 				resolvers_reap();
 				lookups_dispatch();
 				dispatch_check();
@@ -2033,7 +2055,8 @@ session_begin(unsigned char cfg0, unsigned char cfg1, int udp)
 
 	g_nconnect = 0;
 	client_in.len = client_in.pos = client_in.peeked = 0;
-	client_in.eof = 0;
+	client_in.eof = client_in.reset = 0;
+	remote_in.reset = 0;
 	remote_in.len = remote_in.pos = remote_in.peeked = 0;
 	remote_in.eof = 0;
 	client_outlen = remote_outlen = 0;
