@@ -36,8 +36,9 @@
  * (method 02), 1-2 -4/-6, 3 IPv6 client, 4 access rules, 5 -b (::1 for
  * an IPv6 client, else 127.0.0.1), 6 -e,
  * 7 inetd-style split client descriptors. cfg1 bits: 0-2 connect()
- * result, 3-5 SO_ERROR later, 6 short reads and writes, 7 the resolver
- * pipe is full once (lookups queue). In target 7, cfg1 bit 6 also makes
+ * result, 3-5 SO_ERROR later, 6 short reads and writes, 7 both resolver
+ * helpers start busy with lookups nobody wants (lookups queue until a
+ * helper answers, dies, or is replaced after SOCKS5_ABANDON_MS). In target 7, cfg1 bit 6 also makes
  * the UDP request name the client port.
  *
  * Invariants checked (abort = a finding): parser results within the
@@ -120,6 +121,9 @@ static int	 fk_fstat(int, struct stat *);
 static int	 fk_getaddrinfo(const char *, const char *,
 		    const struct addrinfo *, struct addrinfo **);
 static pid_t	 fk_fork(void);
+static int	 fk_socketpair(int, int, int, int *);
+static int	 fk_kill(pid_t, int);
+static pid_t	 fk_waitpid(pid_t, int *, int);
 
 #define socket(a, b, c)			fk_socket(a, b, c)
 #define connect(a, b, c)		fk_connect(a, b, c)
@@ -141,6 +145,9 @@ static pid_t	 fk_fork(void);
 #define fstat(a, b)			fk_fstat(a, b)
 #define getaddrinfo(a, b, c, d)		fk_getaddrinfo(a, b, c, d)
 #define fork()				fk_fork()
+#define socketpair(a, b, c, d)		fk_socketpair(a, b, c, d)
+#define kill(a, b)			fk_kill(a, b)
+#define waitpid(a, b, c)		fk_waitpid(a, b, c)
 
 #include "../../socks5.c"
 
@@ -164,6 +171,9 @@ static pid_t	 fk_fork(void);
 #undef fstat
 #undef getaddrinfo
 #undef fork
+#undef socketpair
+#undef kill
+#undef waitpid
 
 /* ------------------------------------------------------------------ */
 /* Checks.                                                             */
@@ -185,7 +195,8 @@ check_failed(const char *what, int line)
 #define STREAM_MAX	(1 << 18)
 
 enum {
-	K_NONE, K_CLIENT, K_CLIENT_IN, K_CLIENT_OUT, K_SOCK, K_RQ, K_RA, K_USERS
+	K_NONE, K_CLIENT, K_CLIENT_IN, K_CLIENT_OUT, K_SOCK, K_HELPER,
+	K_HELPER_PEER, K_USERS
 };
 
 static struct fake {
@@ -202,6 +213,7 @@ struct stream {
 	size_t		 len, pos;
 	size_t		 peeked;	/* seen by MSG_PEEK: there for sure */
 	int		 eof;
+	int		 reset;		/* reads fail: ECONNRESET */
 };
 static struct stream	 client_in, remote_in, users_in;
 static unsigned char	 client_out[STREAM_MAX], remote_out[STREAM_MAX];
@@ -215,7 +227,7 @@ static int		 g_users_chunk;	/* read size for the user file */
 static int		 g_connect_err;	/* first connect(): 0 or errno */
 static int		 g_so_error;	/* SO_ERROR after EINPROGRESS */
 static int		 g_nconnect;
-static int		 g_rq_full;	/* next lookup write: EAGAIN */
+static int		 g_fork_fail;	/* the next fork() fails */
 static int		 g_log_strict;	/* log lines must be printable */
 static int		 g_null = -1;	/* /dev/null, to dup from */
 static int		 g_trace;	/* FUZZ_TRACE=1: say what each record did */
@@ -228,9 +240,36 @@ static struct {
 	union sockaddr_any src;
 } pend;
 
-/* The resolver's answer pipe: one record waiting, or none. */
-static unsigned char	 ra_buf[sizeof(struct lookup_ans)];
-static size_t		 ra_len;
+/*
+ * The resolver helpers: each is a fake process (a pid that is no real
+ * one, far above any pid_max) with the server's end of a fake socket
+ * pair (K_HELPER). A helper takes one request at a time and answers it
+ * when a record says so; it can die (its socket ends, waitpid() finds
+ * it). kill() and waitpid() reach only these fake processes: any other
+ * pid aborts, so the real calls are never made.
+ */
+#define FAKE_PID0	0x40000000
+#define FP_MAX		256
+
+enum { P_LIVE = 1, P_DEAD, P_KILLED, P_REAPED };
+
+static struct fproc {
+	int		 state;
+	int		 died;		/* exited by itself (not killed) */
+	int		 polls;		/* killed: WNOHANG polls it has seen */
+} fp[FP_MAX];
+static int	 fp_n;			/* fake pids handed out this input */
+static unsigned	 g_kills;		/* fake kill()s this input */
+
+static struct fchan {
+	int		 busy;		/* holds a request, not fully answered */
+	struct lookup_req req;
+	unsigned char	 out[sizeof(struct lookup_ans)];
+	size_t		 outlen, outpos;	/* its answer, being read */
+	int		 eof;		/* the helper died: its socket ends */
+} fch[FK_MAX];
+
+static pid_t	 g_hpid[SOCKS5_RESOLVERS];	/* each helper's pid, as seen */
 
 /* What the server's sendto() calls carried. */
 static unsigned long	 sent_out, sent_client;
@@ -444,6 +483,10 @@ stream_take(struct stream *st, void *b, size_t n, int peek, size_t lim)
 {
 	size_t	 k = st->len - st->pos;
 
+	if (st->reset) {
+		errno = ECONNRESET;
+		return -1;
+	}
 	if (k == 0) {
 		if (st->eof)
 			return 0;
@@ -477,16 +520,30 @@ fake_read(int fd, void *b, size_t n, int peek)
 {
 	if (fk[fd].kind == K_USERS)
 		return stream_take(&users_in, b, n, 0, (size_t)g_users_chunk);
-	if (fk[fd].kind == K_RA) {	/* one answer record, then empty */
-		if (ra_len == 0) {
+	if (fk[fd].kind == K_HELPER) {	/* an answer's bytes, or an EOF */
+		struct fchan	*c = &fch[fd];
+		size_t		 k = c->outlen - c->outpos, lim = short_lim();
+
+		CHECK(!peek);
+		if (k == 0) {
+			if (c->eof)
+				return 0;
 			errno = EAGAIN;
 			return -1;
 		}
-		CHECK(n == ra_len);
-		memcpy(b, ra_buf, n);
-		ra_len = 0;
-		return (ssize_t)n;
+		if (lim > 0 && k > lim)
+			k = lim;
+		if (k > n)
+			k = n;
+		memcpy(b, c->out + c->outpos, k);
+		if ((c->outpos += k) == c->outlen) {
+			c->outlen = c->outpos = 0;
+			c->busy = 0;
+		}
+		return (ssize_t)k;
 	}
+	if (fk[fd].kind == K_HELPER_PEER)
+		not_fake("read (the helper's own end)", fd);
 	if (g_s != NULL && fd == g_s->fd[FD_CLIENT])
 		return stream_take(&client_in, b, n, peek, short_lim());
 	if (g_s != NULL && fd == g_s->fd[FD_REMOTE] && fk[fd].kind == K_SOCK)
@@ -539,20 +596,32 @@ fk_write(int fd, const void *b, size_t n)
 	}
 	if (!is_fake(fd))
 		return write(fd, b, n);
-	if (fk[fd].kind == K_RQ) {
+	if (fk[fd].kind == K_HELPER) {
 		const struct lookup_req *q = b;
+		const struct session	*qs;
 
 		CHECK(n == sizeof(*q));
 		CHECK(memchr(q->name, '\0', sizeof(q->name)) != NULL);
 		CHECK(q->name[0] != '\0');
 		CHECK(q->slot < (unsigned)srv.nsess);
-		if (g_rq_full) {
-			g_rq_full = 0;
-			errno = EAGAIN;
+		/* A lookup its session wants now, from the queue. */
+		qs = &srv.sess[q->slot];
+		CHECK(qs->state != S_FREE && qs->queued);
+		CHECK(q->id != 0 && q->id == qs->lookup_id);
+		CHECK(strcmp(q->name, qs->cmd == SOCKS5_CMD_UDP ?
+		    qs->to.udp.name : qs->dname) == 0);
+		if (fch[fd].eof) {	/* it died: nobody reads */
+			errno = EPIPE;
 			return -1;
 		}
+		CHECK(!fch[fd].busy);	/* one lookup at a time */
+		fch[fd].busy = 1;
+		fch[fd].req = *q;
+		fch[fd].outlen = fch[fd].outpos = 0;
 		return (ssize_t)n;
 	}
+	if (fk[fd].kind == K_HELPER_PEER)
+		not_fake("write (the helper's own end)", fd);
 	if (fk[fd].shut) {
 		fprintf(stderr, "fuzz: write of %zu bytes to descriptor %d "
 		    "after shutdown(SHUT_WR)\n", n, fd);
@@ -716,6 +785,7 @@ fk_close(int fd)
 	if (fk[fd].kind == K_SOCK || fk[fd].kind == K_USERS)
 		fk_live--;
 	memset(&fk[fd], 0, sizeof(fk[fd]));
+	memset(&fch[fd], 0, sizeof(fch[fd]));
 	return close(fd);
 }
 
@@ -730,11 +800,91 @@ fk_getaddrinfo(const char *n, const char *s, const struct addrinfo *h,
 	abort();
 }
 
+/* Only resolver_spawn() forks here: a fake pid, never 0 (no child). */
 static pid_t
 fk_fork(void)
 {
-	fprintf(stderr, "fuzz: fork() called\n");
-	abort();
+	if (g_fork_fail) {
+		g_fork_fail = 0;
+		errno = EAGAIN;
+		return -1;
+	}
+	if (fp_n >= FP_MAX) {
+		fprintf(stderr, "fuzz: more than %d forks in one input\n",
+		    FP_MAX);
+		abort();
+	}
+	fp[fp_n].state = P_LIVE;
+	fp[fp_n].died = 0;
+	return (pid_t)(FAKE_PID0 + fp_n++);
+}
+
+static struct fproc *
+fake_proc(const char *call, pid_t pid)
+{
+	if (pid < FAKE_PID0 || pid >= FAKE_PID0 + fp_n) {
+		fprintf(stderr, "fuzz: %s(%ld): not a fake helper's pid\n",
+		    call, (long)pid);
+		abort();
+	}
+	return &fp[pid - FAKE_PID0];
+}
+
+static int
+fk_socketpair(int dom, int type, int proto, int *sv)
+{
+	CHECK(dom == AF_UNIX && type == SOCK_STREAM && proto == 0);
+	sv[0] = fake_new(K_HELPER_PEER);	/* the helper's, closed here */
+	sv[1] = fake_new(K_HELPER);		/* the server's */
+	return 0;
+}
+
+/*
+ * Only a helper that died, or one holding a lookup nobody wants for
+ * SOCKS5_ABANDON_MS while others wait, is killed; never another pid.
+ */
+static int
+fk_kill(pid_t pid, int sig)
+{
+	struct fproc	*p = fake_proc("kill", pid);
+	int		 i;
+
+	CHECK(sig == SIGKILL);
+	CHECK(p->state == P_LIVE || p->state == P_DEAD);
+	for (i = 0; i < srv.nresolvers; i++)
+		if (srv.helpers[i].pid == pid)
+			break;
+	CHECK(i < srv.nresolvers);
+	CHECK(srv.helpers[i].fd >= 0 && fk[srv.helpers[i].fd].kind == K_HELPER);
+	CHECK(fch[srv.helpers[i].fd].eof ||
+	    (helper_abandoned(&srv.helpers[i]) && srv.nqueued > 0 &&
+	    DUE(srv.helpers[i].since + SOCKS5_ABANDON_MS, srv.now)));
+	p->state = P_KILLED;
+	p->polls = 0;
+	g_kills++;
+	return 0;
+}
+
+static pid_t
+fk_waitpid(pid_t pid, int *status, int opt)
+{
+	struct fproc	*p = fake_proc("waitpid", pid);
+
+	CHECK(p->state != P_REAPED);	/* a pid reaped twice: maybe reused */
+	if (p->state == P_LIVE) {
+		if (opt & WNOHANG)
+			return 0;
+		fprintf(stderr, "fuzz: waitpid(%ld) would block\n", (long)pid);
+		abort();
+	}
+	/* A killed helper is not always gone by the first look. */
+	if (p->state == P_KILLED && (opt & WNOHANG) && p->polls++ == 0 &&
+	    (pid & 1))
+		return 0;
+	if (status != NULL)
+		*status = p->state == P_KILLED ? SIGKILL : 0;
+	p->state = P_REAPED;
+	return pid;
 }
 
 /* ------------------------------------------------------------------ */
@@ -762,6 +912,7 @@ int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct user	*u;
+	int		 i;
 
 	(void)argc;
 	(void)argv;
@@ -783,12 +934,60 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	srv.ucur = 0;
 	srv.nusers[0] = 2;
-	/* The resolver is "running": lookups go to a fake request pipe. */
 	pend.fd = -1;
-	srv.nresolvers = 1;
-	srv.rq_fd = fake_new(K_RQ);
-	srv.ra_fd = fake_new(K_RA);
+	/* The helpers "run" as fake processes; made anew for each input. */
+	for (i = 0; i < SOCKS5_RESOLVERS; i++) {
+		srv.helpers[i].pid = -1;
+		srv.helpers[i].fd = -1;
+		srv.helpers[i].pi = -1;
+		srv.helpers[i].slot = -1;
+	}
 	return 0;
+}
+
+/*
+ * A fresh set of nres helpers, as resolvers_start() makes them (through
+ * resolver_spawn(), with the fake socketpair() and fork()); with busy,
+ * each holds a lookup nobody wants (as if its client had left), so
+ * that lookups queue until one answers or is replaced.
+ */
+static void
+helpers_reset(int nres, int busy)
+{
+	struct helper	*h;
+	int		 i;
+
+	for (i = 0; i < SOCKS5_RESOLVERS; i++) {
+		h = &srv.helpers[i];
+		if (h->fd >= 0)
+			close_fd(&h->fd);
+		h->pid = -1;
+		h->pi = -1;
+		h->slot = -1;
+		h->got = 0;
+	}
+	fp_n = 0;
+	g_kills = 0;
+	g_fork_fail = 0;
+	srv.nkilled = 0;
+	srv.nqueued = 0;
+	srv.nresolvers = nres;
+	for (i = 0; i < nres; i++) {
+		h = &srv.helpers[i];
+		if (resolver_spawn(i) != 0)
+			abort();
+		g_hpid[i] = h->pid;
+		if (busy) {
+			h->slot = T_SESS - 1 - i % T_SESS;
+			h->id = 0xfffffff0u - (unsigned)i;
+			h->since = srv.now;
+			fch[h->fd].busy = 1;
+			memset(&fch[h->fd].req, 0, sizeof(fch[h->fd].req));
+			fch[h->fd].req.slot = (unsigned)h->slot;
+			fch[h->fd].req.id = h->id;
+			(void)strcpy(fch[h->fd].req.name, "gone.example");
+		}
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -1150,7 +1349,8 @@ enum {
 	R_DGRAM_REMOTE,	/* a reply datagram: 0/1 fam, addr, port, data */
 	R_LOOKUP,	/* the resolver answers: count, then fam+16 each */
 	R_TIME,		/* time passes (16 ms units), deadlines run */
-	R_PIPE,		/* the resolver pipe has room again */
+	R_HELPER,	/* a helper: 0 answers another lookup, 1 dies, 2 the
+			   next fork fails, 3 helpers reaped (SIGCHLD) */
 	R_PEER,		/* a BIND peer connects: fam, addr, port */
 	R_STEAL,	/* another session takes a spill and a UDP buffer */
 	R_BULK,		/* 0/1 client/remote, count: count*256 bytes */
@@ -1195,10 +1395,83 @@ reap(void)
 }
 
 /*
- * One poll pass, built as poll_build() does (a shared client descriptor
- * is one entry with both sides' events); sel, a byte per descriptor,
- * says which of the polled events came back (1 in, 2 out, 4 hup, 8
- * err), or NULL: all of them.
+ * The helpers' entries of a poll pass, first as in poll_build(): one
+ * is readable when its answer has bytes to read, or it died. Returns
+ * how many are.
+ */
+static int
+helpers_poll(void)
+{
+	struct helper	*h;
+	struct fchan	*c;
+	int		 i, n = 0;
+
+	for (i = 0; i < srv.nresolvers; i++) {
+		h = &srv.helpers[i];
+		h->pi = pfd_add(h->fd, POLLIN);
+		if (h->pi < 0)
+			continue;
+		c = &fch[h->fd];
+		if (c->outpos < c->outlen)
+			srv.pfd[h->pi].revents = POLLIN;
+		if (c->eof)
+			srv.pfd[h->pi].revents = POLLIN | POLLHUP;
+		n += srv.pfd[h->pi].revents != 0;
+	}
+	return n;
+}
+
+/* Right after lookups_dispatch(): nothing waits that could go out. */
+static void
+dispatch_check(void)
+{
+	const struct helper	*h;
+	int			 i;
+
+	if (srv.nqueued == 0)
+		return;
+	for (i = 0; i < srv.nresolvers; i++) {
+		h = &srv.helpers[i];
+		if (h->pid <= 0 || fch[h->fd].eof)
+			continue;	/* gone, or its death not yet seen */
+		CHECK(h->slot >= 0);	/* no idle helper while one waits */
+		CHECK(!(helper_abandoned(h) &&
+		    DUE(h->since + SOCKS5_ABANDON_MS, srv.now)));
+	}
+}
+
+/* The loop's end of a pass: helpers' answers read, the queue handed out. */
+static void
+lookups_pass(void)
+{
+	lookup_answers_read();
+	lookups_dispatch();
+	dispatch_check();
+	reap();
+}
+
+/* Passes in which only helpers are ready, until none is (bounded). */
+static void
+helpers_pass(void)
+{
+	int	 i, k;
+
+	for (k = 0; k < 400; k++) {
+		srv.npfd = 0;
+		if (helpers_poll() == 0)
+			break;
+		for (i = 0; i < NFD; i++)
+			g_s->pi[i] = -1;
+		lookups_pass();
+	}
+}
+
+/*
+ * One poll pass, built as poll_build() does (the helpers, then the
+ * session; a shared client descriptor is one entry with both sides'
+ * events); sel, a byte per descriptor, says which of the polled events
+ * came back (1 in, 2 out, 4 hup, 8 err), or NULL: all of them. Then
+ * the helpers' answers and the queue, as the loop does.
  */
 static void
 pass(const unsigned char *sel)
@@ -1215,6 +1488,7 @@ pass(const unsigned char *sel)
 		ev[FD_CLIENT_OUT] = 0;
 	}
 	srv.npfd = 0;
+	(void)helpers_poll();
 	for (i = 0; i < NFD; i++) {
 		g_s->pi[i] = -1;
 		if (g_s->fd[i] < 0 || ev[i] == 0)
@@ -1239,6 +1513,66 @@ pass(const unsigned char *sel)
 		g_s->pi[FD_CLIENT_OUT] = g_s->pi[FD_CLIENT];
 	session_run(g_s);
 	reap();
+	lookups_pass();
+}
+
+/*
+ * The queue and the helpers, between passes: nqueued counts exactly the
+ * queued sessions; a helper holds a lookup exactly when its fake holds
+ * that request; a helper's pid changes only after it was killed (by
+ * the fake kill()) or died and was reaped.
+ */
+static void
+helpers_check(void)
+{
+	const struct helper	*h;
+	const struct fchan	*c;
+	const struct fproc	*p;
+	int			 i, j, nq = 0;
+
+	for (i = 0; i < srv.nsess; i++) {
+		if (srv.sess[i].state == S_FREE) {
+			CHECK(!srv.sess[i].queued);
+			continue;
+		}
+		if (srv.sess[i].queued) {
+			CHECK(srv.sess[i].lookup_id != 0);
+			nq++;
+		}
+	}
+	CHECK(nq == srv.nqueued);
+	CHECK(srv.nkilled >= 0 && srv.nkilled <= (int)(sizeof(srv.killed) /
+	    sizeof(srv.killed[0])));
+	for (i = 0; i < srv.nkilled; i++)
+		CHECK(fake_proc("killed[]", srv.killed[i])->state == P_KILLED);
+	for (i = 0; i < srv.nresolvers; i++) {
+		h = &srv.helpers[i];
+		if (g_hpid[i] != h->pid) {
+			if (g_hpid[i] > 0) {
+				p = fake_proc("old helper", g_hpid[i]);
+				CHECK(p->state == P_KILLED ||
+				    p->state == P_REAPED);
+			}
+			g_hpid[i] = h->pid;
+		}
+		if (h->pid <= 0) {
+			CHECK(h->fd == -1 && h->slot == -1);
+			continue;
+		}
+		p = fake_proc("helper", h->pid);
+		CHECK(p->state == P_LIVE || p->state == P_DEAD);
+		for (j = 0; j < i; j++)
+			CHECK(srv.helpers[j].pid != h->pid);
+		CHECK(h->fd >= 0 && fk[h->fd].kind == K_HELPER);
+		c = &fch[h->fd];
+		if (c->eof)
+			continue;
+		CHECK((h->slot >= 0) == c->busy);
+		if (c->busy)
+			CHECK(c->req.slot == (unsigned)h->slot &&
+			    c->req.id == h->id);
+		CHECK(h->got == c->outpos);
+	}
 }
 
 /* Invariants that hold between passes. */
@@ -1282,6 +1616,28 @@ session_check(void)
 		CHECK(s->fd[FD_REMOTE] >= 0);
 	if (s->state == S_UDP)
 		CHECK(s->fd[FD_UDP] >= 0);
+	/*
+	 * A session waiting (for a lookup, a connect, a paced login) reads
+	 * its client: what came after the handshake so far is kept in hs,
+	 * as it came; an EOF is noted only after all of it.
+	 */
+	if (s->state == S_RESOLVE || s->state == S_CONNECT ||
+	    s->state == S_AUTH_WAIT) {
+		CHECK(s->hslen <= client_in.pos);
+		CHECK(memcmp(s->hs, client_in.buf + client_in.pos - s->hslen,
+		    s->hslen) == 0);
+		if (s->up.eof)
+			CHECK(client_in.eof && client_in.pos == client_in.len);
+	}
+	/* Bytes to the remote are counted exactly; an EOF passed on. */
+	if (s->cmd == SOCKS5_CMD_CONNECT || s->cmd == SOCKS5_CMD_BIND) {
+		if (remote_outlen <= sizeof(remote_out))
+			CHECK(s->up.bytes.hi == 0 &&
+			    s->up.bytes.lo == remote_outlen);
+		if (s->state == S_RELAY && s->up.eof && s->up.len == 0 &&
+		    s->fd[FD_REMOTE] >= 0)
+			CHECK(s->up.shut && fk[s->fd[FD_REMOTE]].shut);
+	}
 }
 
 /* The handshake's length in the client's bytes, as the parsers see it. */
@@ -1433,7 +1789,8 @@ record(int type, const unsigned char *p, size_t n)
 	unsigned long		 up, so;
 	size_t			 pad, k;
 	enum state		 st;
-	int			 fd, stale;
+	struct fchan		*c;
+	int			 fd, stale, was_done;
 
 	switch (type) {
 	case R_CLIENT:
@@ -1447,7 +1804,16 @@ record(int type, const unsigned char *p, size_t n)
 	case R_POLL:
 		memset(sel, 0, sizeof(sel));
 		memcpy(sel, p, n < NFD ? n : NFD);
+		/* 0x10 on the client: it resets (its reads fail from now). */
+		if (sel[FD_CLIENT] & 0x10)
+			client_in.reset = 1;
+		st = g_s->state;
+		k = waiting_reads(g_s) && (sel[FD_CLIENT] & 1);
+		was_done = g_done;
 		pass(sel);
+		/* Waiting for a lookup, a reset client ends the session. */
+		if (!was_done && client_in.reset && st == S_RESOLVE && k)
+			CHECK(g_done);
 		break;
 	case R_DGRAM:
 	case R_DGRAM_OTHER:
@@ -1502,10 +1868,30 @@ record(int type, const unsigned char *p, size_t n)
 		pend.fd = -1;
 		break;
 	case R_LOOKUP:
+		/*
+		 * The helper holding the session's lookup answers it; with
+		 * stale, one holding another lookup (an earlier session's,
+		 * or one it gave up) answers that: it is dropped.
+		 */
+		stale = n > 0 && (p[0] & 0x80) != 0;
+		c = NULL;
+		for (k = 0; k < (size_t)srv.nresolvers; k++) {
+			fd = srv.helpers[k].fd;
+			if (fd < 0 || !fch[fd].busy || fch[fd].eof ||
+			    fch[fd].outlen != 0)
+				continue;
+			if ((!g_done && g_s->lookup_id != 0 &&
+			    fch[fd].req.slot == (unsigned)(g_s - srv.sess) &&
+			    fch[fd].req.id == g_s->lookup_id) != stale) {
+				c = &fch[fd];
+				break;
+			}
+		}
+		if (c == NULL)
+			break;
 		memset(&ans, 0, sizeof(ans));
-		ans.slot = (unsigned)(g_s - srv.sess);
-		ans.id = g_s->lookup_id;
-		stale = 0;
+		ans.slot = c->req.slot;
+		ans.id = c->req.id;
 		if (n > 0) {
 			ans.naddr = (p[0] & 0x7f) % (SOCKS5_MAXADDR + 1);
 			stale = (p[0] & 0x80) != 0;
@@ -1527,28 +1913,82 @@ record(int type, const unsigned char *p, size_t n)
 			ans.afam[i] = e[0] & 1 ? AF_INET6 : AF_INET;
 			memcpy(ans.aaddr[i], e + 1, 16);
 		}
-		if (stale)	/* not the lookup it has out: ignored */
-			ans.id++;
-		/* Through the answer pipe, as from a helper. */
-		memcpy(ra_buf, &ans, sizeof(ans));
-		ra_len = sizeof(ans);
+		/* Through the helper's socket, maybe a few bytes a read. */
+		memcpy(c->out, &ans, sizeof(ans));
+		c->outlen = sizeof(ans);
+		c->outpos = 0;
 		st = g_s->state;
-		lookup_answers_read();
-		CHECK(ra_len == 0);
-		if (stale)
-			CHECK(g_s->state == st);
-		reap();
+		was_done = g_done;
+		helpers_pass();
+		/* All read; the helper may have taken a queued lookup since. */
+		CHECK(c->outlen == 0 && (!c->busy || c->req.id != ans.id));
+		if (stale)	/* not the lookup it has out: ignored */
+			CHECK(g_done == was_done && g_s->state == st);
+		else		/* given to it: no longer out */
+			CHECK(g_done || g_s->lookup_id != ans.id);
 		break;
 	case R_TIME:
 		srv.now += 16UL * (n >= 2 ? (unsigned)p[0] << 8 | p[1] :
 		    n == 1 ? p[0] : 64);
 		sessions_expire();
 		reap();
+		if (srv.now - srv.last_reap >= 1000UL) {	/* as the loop */
+			srv.last_reap = srv.now;
+			resolvers_reap();
+		}
+		lookups_dispatch();	/* a pass with nothing ready */
+		dispatch_check();
+		reap();
 		break;
-	case R_PIPE:
-		if (srv.nqueued > 0) {
-			lookup_queue_flush();
+	case R_HELPER:
+		k = n > 1 ? p[1] % (size_t)srv.nresolvers : 0;
+		fd = srv.helpers[k].fd;
+		switch (n > 0 ? p[0] & 3 : 0) {
+		case 0:		/* the first busy with another lookup answers */
+			for (k = 0; k < (size_t)srv.nresolvers; k++) {
+				fd = srv.helpers[k].fd;
+				if (fd < 0 || !fch[fd].busy || fch[fd].eof ||
+				    fch[fd].outlen != 0 || (!g_done &&
+				    fch[fd].req.slot == (unsigned)(g_s -
+				    srv.sess) && fch[fd].req.id ==
+				    g_s->lookup_id))
+					continue;
+				memset(&ans, 0, sizeof(ans));
+				ans.slot = fch[fd].req.slot;
+				ans.id = fch[fd].req.id;
+				memcpy(fch[fd].out, &ans, sizeof(ans));
+				fch[fd].outlen = sizeof(ans);
+				fch[fd].outpos = 0;
+				break;
+			}
+			helpers_pass();
+			break;
+		case 1:		/* helper k dies: seen by its socket, or reaped */
+			if (fd < 0 || fch[fd].eof)
+				break;
+			fake_proc("die", srv.helpers[k].pid)->state = P_DEAD;
+			fake_proc("die", srv.helpers[k].pid)->died = 1;
+			fch[fd].eof = 1;
+			if (p[0] & 8) {
+				/* seen later: maybe a request is sent first */
+			} else if (p[0] & 4) {
+				resolvers_reap();
+				lookups_dispatch();
+				dispatch_check();
+				reap();
+			} else {
+				helpers_pass();
+			}
+			break;
+		case 2:
+			g_fork_fail = 1;
+			break;
+		case 3:		/* SIGCHLD: the loop reaps */
+			resolvers_reap();
+			lookups_dispatch();
+			dispatch_check();
 			reap();
+			break;
 		}
 		break;
 	case R_STEAL:
@@ -1601,6 +2041,7 @@ record(int type, const unsigned char *p, size_t n)
 		    client_outlen, remote_outlen, g_s->dgrams_up,
 		    g_s->dgrams_dropped, sent_out, sent_client);
 	session_check();
+	helpers_check();
 }
 
 /* Start a session with the input's configuration. */
@@ -1613,9 +2054,9 @@ session_begin(unsigned char cfg0, unsigned char cfg1, int udp)
 	int			 cfd, wfd, userpass = cfg0 & 1;
 
 	g_nconnect = 0;
-	g_rq_full = (cfg1 & 0x80) != 0;
 	client_in.len = client_in.pos = client_in.peeked = 0;
-	client_in.eof = 0;
+	client_in.eof = client_in.reset = 0;
+	remote_in.reset = 0;
 	remote_in.len = remote_in.pos = remote_in.peeked = 0;
 	remote_in.eof = 0;
 	client_outlen = remote_outlen = 0;
@@ -1762,6 +2203,10 @@ t_session(const unsigned char *p, size_t n, int udp)
 	g_tick = 0;
 	g_log_strict = 1;
 	srv.now = 1000000UL;
+	srv.last_reap = srv.now;
+	srv.lookup_ids = 0;
+	srv.queue_seq = 0;
+	helpers_reset(2, (cfg1 & 0x80) != 0);
 	memset(srv.authpace, 0, sizeof(srv.authpace));
 	srv.authpace_used = 0;
 

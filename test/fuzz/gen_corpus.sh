@@ -88,7 +88,7 @@ bob:x:y') 0d 0a 0d 0a $(hx ':nouser
 seed $P users-one	05 ff $(hx 'alice:secret')
 
 # 6 session: cfg0 cfg1 records (types: 0 client, 1 remote, 2 poll,
-# 3 dgram, 4 dgram-other, 5 dgram-remote, 6 lookup, 7 time, 8 pipe,
+# 3 dgram, 4 dgram-other, 5 dgram-remote, 6 lookup, 7 time, 8 helper,
 # 9 peer, 10 steal, 11 bulk); once a session is over, the next records
 # play a new one
 seed $P sess-connect	06 00 00 \
@@ -113,6 +113,15 @@ seed $P sess-name	06 00 01 \
 seed $P sess-queued	06 00 81 \
 	$(rec 0 050100 05 01 00 $DN) $(rec 8) $(rec 6 01 00 7f000001) \
 	$(rec 7 ffff)
+seed $P sess-abandon	06 00 80 \
+	$(rec 0 050100 05 01 00 $DN) $(rec 0 $(hx early)) $(rec 7 0040) \
+	$(rec 6 01 00 7f000001) $(rec 0) $(rec 1 $(hx x)) $(rec 1)
+seed $P sess-helperdies	06 00 00 \
+	$(rec 0 050100 05 01 00 $DN) $(rec 8 01 00) $(rec 8 05 01) \
+	$(rec 8 09 00) $(rec 7 0040) $(rec 8 03) $(rec 6 01 00 7f000001) \
+	$(rec 0 $(hx late))
+seed $P sess-waitreset	06 00 00 \
+	$(rec 0 050100 05 01 00 $DN) $(rec 2 11)
 seed $P sess-bind	06 00 00 \
 	$(rec 0 050100 05 02 00 01 7f000001 0000) $(rec 0 $(hx early)) \
 	$(rec 9 02) $(rec 1 $(hx 'from peer')) $(rec 0) $(rec 1)
