@@ -27,19 +27,21 @@
  *    same process fails with -1 and a log line. In a child forked from a
  *    process with a server open, the child may call socks5_serve_fd():
  *    it first closes every descriptor of the parent's server (listener,
- *    sessions, helper sockets) without disturbing the parent, whose resolver
- *    helpers it leaves alone. After socks5_close() a new server may be
- *    opened.
+ *    sessions, helper sockets) without disturbing the parent, whose
+ *    resolver helpers it leaves alone. After socks5_close() a new server
+ *    may be opened.
  *  - Logging: with SOCKS5_LOG_SYSLOG the server calls openlog("socks5",
  *    LOG_PID | LOG_NDELAY, LOG_DAEMON), which is process-wide and
  *    replaces the host's own openlog() settings; with SOCKS5_LOG_STDERR
  *    it writes whole lines to descriptor 2.
  *  - Processes: socks5_open() and socks5_serve() fork SOCKS5_RESOLVERS
  *    (4) resolver helpers, which close every descriptor but their socket
- *    and then only call getaddrinfo(). In a threaded host, fork() copies
- *    only the calling thread: open the server before starting threads,
- *    or make sure no other thread holds a lock (malloc's, the resolver
- *    library's) at that moment. The helpers are reaped by pid (waitpid
+ *    and then only call getaddrinfo(); one that dies, or holds a lookup
+ *    nobody wants for a second while others wait, is replaced by a new
+ *    fork while the server runs. In a threaded host, fork() copies only
+ *    the calling thread: drive the server from one thread, and make sure
+ *    no other thread holds a lock (malloc's, the resolver library's)
+ *    when it forks, or run it in a process of its own. The helpers are reaped by pid (waitpid
  *    on SIGCHLD, and once a second in socks5_dispatch()); other
  *    children are the host's.
  *  - Signals: every entry point sets SIGPIPE to ignored, process-wide.
