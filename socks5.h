@@ -41,9 +41,9 @@
  *    fork while the server runs. In a threaded host, fork() copies only
  *    the calling thread: drive the server from one thread, and make sure
  *    no other thread holds a lock (malloc's, the resolver library's)
- *    when it forks, or run it in a process of its own. The helpers are reaped by pid (waitpid
- *    on SIGCHLD, and once a second in socks5_dispatch()); other
- *    children are the host's.
+ *    when it forks, or run it in a process of its own. The helpers are
+ *    reaped by pid (waitpid on SIGCHLD, and once a second in
+ *    socks5_dispatch()); other children are the host's.
  *  - Signals: every entry point sets SIGPIPE to ignored, process-wide.
  *    socks5_serve() also installs handlers for SIGTERM, SIGINT, SIGHUP,
  *    SIGCHLD and SIGUSR1 (SIGINFO where it exists); socks5_serve_fd()
