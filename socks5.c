@@ -1491,8 +1491,8 @@ fd_limit_get(void)
 
 /*
  * The loop is about to start: whatever is open now (the listener, the
- * helpers' sockets, syslog, an embedding program's own) stays open; sessions get
- * the rest, less SOCKS5_FD_MARGIN: one to accept a client only to
+ * helpers' sockets, syslog, an embedding program's own) stays open;
+ * sessions get the rest, less SOCKS5_FD_MARGIN: one to accept a client only to
  * refuse it, or to read the user file on SIGHUP, one at a time. (BIND's
  * probe socket comes out of its own reserve; the spare descriptor,
  * already open, is the last resort when another program took ours.)
@@ -2424,7 +2424,8 @@ reply_send(struct session *s, const unsigned char *p, size_t n)
 static void
 client_shutdown(struct session *s)
 {
-	if (shutdown(s->fd[FD_CLIENT_OUT], SHUT_WR) == -1 && s->fd[FD_CLIENT_OUT] != s->fd[FD_CLIENT])
+	if (shutdown(s->fd[FD_CLIENT_OUT], SHUT_WR) == -1 &&
+	    s->fd[FD_CLIENT_OUT] != s->fd[FD_CLIENT])
 		close_fd(&s->fd[FD_CLIENT_OUT]);
 }
 
@@ -2920,7 +2921,8 @@ family_permitted(int fam)
 static int
 connect_family_ok(int fam)
 {
-	return family_permitted(fam) && (!srv.have_bind || srv.bind_sa.sa.sa_family == fam);
+	return family_permitted(fam) &&
+	    (!srv.have_bind || srv.bind_sa.sa.sa_family == fam);
 }
 
 /* S_REQUEST named a host: wait in S_RESOLVE for its addresses. */
@@ -4103,7 +4105,8 @@ poll_build(void)
 	srv.pi_sig = pfd_add(sig_pipe[0], POLLIN);
 	for (i = 0; i < srv.nresolvers; i++)
 		srv.helpers[i].pi = pfd_add(srv.helpers[i].fd, POLLIN);
-	srv.pi_listen = srv.listen_fd >= 0 && !srv.listen_paused ? pfd_add(srv.listen_fd, POLLIN) : -1;
+	srv.pi_listen = srv.listen_fd >= 0 && !srv.listen_paused ?
+	    pfd_add(srv.listen_fd, POLLIN) : -1;
 	for (i = 0; i < srv.nactive; i++) {
 		s = &srv.sess[srv.active[i]];
 		session_events(s, ev);
@@ -4388,8 +4391,9 @@ status_log(void)
 	    "resolving=%d fds=%ld/%ld helpers=%d/%d", srv.nactive, srv.nsess,
 	    n[S_GREETING], n[S_AUTH], n[S_REQUEST], n[S_AUTH_WAIT],
 	    n[S_RESOLVE], n[S_CONNECT], n[S_BIND_WAIT], n[S_RELAY], n[S_UDP],
-	    n[S_CLOSING] + n[S_LINGER], srv.npoolfree, srv.npool, srv.nudpfree, srv.nudp,
-	    srv.nqueued, resolving, fd_count(fd_limit_get()), fd_limit_get(),
+	    n[S_CLOSING] + n[S_LINGER], srv.npoolfree, srv.npool,
+	    srv.nudpfree, srv.nudp, srv.nqueued, resolving,
+	    fd_count(fd_limit_get()), fd_limit_get(),
 	    resolvers_alive(), srv.nresolvers);
 }
 
@@ -4513,8 +4517,9 @@ tables_alloc(int maxsess, int nspill, int nudpbuf)
 	srv.poolfree = (int *)calloc((size_t)srv.npool, sizeof(int));
 	srv.udpbufs = (unsigned char *)malloc((size_t)srv.nudp * UB_SIZE);
 	srv.udpfree = (int *)calloc((size_t)srv.nudp, sizeof(int));
-	if (!srv.sess || !srv.freelist || !srv.active || !srv.polled || !srv.pfd || !srv.pool ||
-	    !srv.poolfree || !srv.udpbufs || !srv.udpfree)
+	if (!srv.sess || !srv.freelist || !srv.active || !srv.polled ||
+	    !srv.pfd || !srv.pool || !srv.poolfree || !srv.udpbufs ||
+	    !srv.udpfree)
 		return -1;
 	for (i = 0; i < srv.nudp; i++)
 		srv.udpfree[i] = srv.nudp - 1 - i;
