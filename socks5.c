@@ -2544,16 +2544,33 @@ handshake_run(struct session *s)
 		hs_consume(s, s->hslen);	/* nothing more is relayed */
 }
 
+/*
+ * Read the client into the handshake buffer, as much as it has room
+ * for: read()'s answer, and -1 with EAGAIN when the buffer is full.
+ */
+static ssize_t
+hs_read(struct session *s)
+{
+	ssize_t	 n;
+
+	if (s->hslen >= sizeof(s->hs)) {
+		errno = EAGAIN;
+		return -1;
+	}
+	n = read(s->fd[FD_CLIENT], s->hs + s->hslen,
+	    sizeof(s->hs) - s->hslen);
+	if (n > 0)
+		s->hslen += (unsigned)n;
+	return n;
+}
+
 /* Client input during the handshake, as much as the buffer has room. */
 static void
 client_input(struct session *s)
 {
 	ssize_t	 n;
 
-	if (s->hslen >= sizeof(s->hs))
-		return;
-	n = read(s->fd[FD_CLIENT], s->hs + s->hslen,
-	    sizeof(s->hs) - s->hslen);
+	n = hs_read(s);
 	if (n == 0) {
 		session_end(s, "closed");
 		return;
@@ -2563,7 +2580,6 @@ client_input(struct session *s)
 			session_end(s, "read-error");
 		return;
 	}
-	s->hslen += (unsigned)n;
 	handshake_run(s);
 }
 
@@ -2633,12 +2649,10 @@ waiting_input(struct session *s, const int *rev)
 		return client_vanished(s, rev);
 	if (!(rev[FD_CLIENT] & READY_IN))
 		return 0;
-	n = read(s->fd[FD_CLIENT], s->hs + s->hslen, sizeof(s->hs) - s->hslen);
-	if (n > 0)
-		s->hslen += (unsigned)n;
-	else if (n == 0)
+	n = hs_read(s);
+	if (n == 0)
 		s->up.eof = 1;
-	else if (!AGAIN(errno)) {
+	else if (n < 0 && !AGAIN(errno)) {
 		session_end(s, "client-gone");
 		return 1;
 	}
@@ -3297,16 +3311,9 @@ bind_client_input(struct session *s)
 {
 	ssize_t	 n;
 
-	if (s->hslen >= sizeof(s->hs))
-		return;
-	n = read(s->fd[FD_CLIENT], s->hs + s->hslen,
-	    sizeof(s->hs) - s->hslen);
-	if (n == 0 || (n < 0 && !AGAIN(errno))) {
+	n = hs_read(s);
+	if (n == 0 || (n < 0 && !AGAIN(errno)))
 		session_end(s, "client-gone");
-		return;
-	}
-	if (n > 0)
-		s->hslen += (unsigned)n;
 }
 
 /* The listener is readable: take the expected peer, turn others away. */
