@@ -138,6 +138,9 @@
 #ifndef SOCKS5_BACKLOG
 #define SOCKS5_BACKLOG		128	/* listen() backlog */
 #endif
+#ifndef SOCKS5_LISTENERS
+#define SOCKS5_LISTENERS	8	/* listening sockets, opened or inherited */
+#endif
 #ifndef SOCKS5_PUMP_ROUNDS
 #define SOCKS5_PUMP_ROUNDS	4	/* reads per wakeup while both flow */
 #endif
@@ -423,9 +426,17 @@ struct pace {
 #define UB_DATA		264
 #define UB_SIZE		(UB_DATA + UDP_DATA_MAX)
 
+/* A listening socket: opened from -l, or handed over by the launcher. */
+struct listener {
+	int		 fd;
+	int		 pi;		/* its pollfd index this pass, or -1 */
+	int		 inherited;	/* not opened by us */
+	union sockaddr_any sa;		/* its address */
+};
+
 /*
  * The server: its configuration, tables and pools (allocated once at
- * startup), listener, resolver helpers and timers. One per process.
+ * startup), listeners, resolver helpers and timers. One per process.
  */
 struct server {
 	/* Configuration, checked and parsed at startup. */
@@ -461,8 +472,7 @@ struct server {
 	int		 npfd;
 	int		*polled;	/* sessions in this pass's set */
 	int		 npolled;
-	int		 pi_sig;	/* the server's own descriptors, */
-	int		 pi_listen;	/* or -1 */
+	int		 pi_sig;	/* the signal pipe's, or -1 */
 
 	/* Spill buffers (SOCKS5_BUFSIZE each) and UDP buffers (UB_SIZE). */
 	unsigned char	*pool;
@@ -475,9 +485,9 @@ struct server {
 	int		 nudp;
 	int		 udp_full_logged; /* "no buffer" said for this burst */
 
-	/* The listener, and refusing clients when full. */
-	int		 listen_fd;
-	union sockaddr_any listen_sa;	/* its address */
+	/* The listeners, and refusing clients when full. */
+	struct listener	 ls[SOCKS5_LISTENERS];
+	int		 nls;
 	int		 listen_paused;
 	unsigned long	 listen_resume;	/* paused until then */
 	int		 spare_fd;	/* kept to refuse clients at EMFILE */
@@ -516,8 +526,8 @@ struct server {
 
 static struct server	 srv;
 
-/* The poll set's entries besides the sessions': signals, listener, helpers. */
-#define PFD_OWN		(2 + SOCKS5_RESOLVERS)
+/* The poll set's entries besides the sessions': signals, listeners, helpers. */
+#define PFD_OWN		(1 + SOCKS5_LISTENERS + SOCKS5_RESOLVERS)
 
 #define UDPBUF(i)	(srv.udpbufs + (size_t)(i) * UB_SIZE)
 
@@ -4112,8 +4122,9 @@ poll_build(void)
 	srv.pi_sig = pfd_add(sig_pipe[0], POLLIN);
 	for (i = 0; i < srv.nresolvers; i++)
 		srv.helpers[i].pi = pfd_add(srv.helpers[i].fd, POLLIN);
-	srv.pi_listen = srv.listen_fd >= 0 && !srv.listen_paused ?
-	    pfd_add(srv.listen_fd, POLLIN) : -1;
+	for (i = 0; i < srv.nls; i++)
+		srv.ls[i].pi = srv.listen_paused ? -1 :
+		    pfd_add(srv.ls[i].fd, POLLIN);
 	for (i = 0; i < srv.nactive; i++) {
 		s = &srv.sess[srv.active[i]];
 		session_events(s, ev);
@@ -4235,12 +4246,12 @@ refuse(int fd)
  * Returns 0 when one was refused and the spare is back, else -1.
  */
 static int
-refuse_one(void)
+refuse_one(int lfd)
 {
 	int	 fd, err;
 
 	close_fd(&srv.spare_fd);
-	fd = accept(srv.listen_fd, NULL, NULL);
+	fd = accept(lfd, NULL, NULL);
 	err = errno;
 	if (fd >= 0)
 		refuse(fd);
@@ -4275,8 +4286,9 @@ client_denied(const struct sockaddr *sa, socklen_t len)
 	return 1;
 }
 
+/* A listener is readable: take its clients until it has none. */
 static void
-clients_accept(void)
+clients_accept(int lfd)
 {
 	struct session	*s;
 	union {
@@ -4288,7 +4300,7 @@ clients_accept(void)
 
 	for (;;) {
 		plen = sizeof(peer);
-		fd = accept(srv.listen_fd, &peer.sa, &plen);
+		fd = accept(lfd, &peer.sa, &plen);
 		if (fd == -1) {
 			if (errno == EINTR || errno == ECONNABORTED ||
 			    errno == EPROTO)
@@ -4297,7 +4309,7 @@ clients_accept(void)
 				return;
 			if ((errno == EMFILE || errno == ENFILE) &&
 			    srv.spare_fd >= 0) {
-				if (refuse_one() == 0)
+				if (refuse_one(lfd) == 0)
 					continue;
 				if (AGAIN(errno))
 					return;
@@ -4447,8 +4459,10 @@ loop_dispatch(void)
 		signals_drain();
 	if (srv.listen_paused && DUE(srv.listen_resume, srv.now))
 		srv.listen_paused = 0;
-	else if (ready(srv.pi_listen))
-		clients_accept();
+	else
+		for (i = 0; i < srv.nls && !srv.listen_paused; i++)
+			if (ready(srv.ls[i].pi))
+				clients_accept(srv.ls[i].fd);
 	authpace_run();
 	sessions_expire();
 }
@@ -4477,9 +4491,9 @@ static void
 server_init(void)
 {
 	memset(&srv, 0, sizeof(srv));
-	srv.listen_fd = srv.spare_fd = -1;
+	srv.spare_fd = -1;
 	srv.ready_fd = srv.pid_fd = -1;
-	srv.pi_sig = srv.pi_listen = -1;
+	srv.pi_sig = -1;
 }
 
 static void
@@ -4552,33 +4566,172 @@ tables_alloc(int maxsess, int nspill, int nudpbuf)
 	return 0;
 }
 
-static int
-listener_open(void)
+/* A port as -l writes it after the address: 0..65535, digits only. */
+static long
+port_parse(const char *s)
 {
+	long	 v = 0;
+	int	 n = 0;
+
+	for (; *s >= '0' && *s <= '9' && n < 6; s++, n++)
+		v = v * 10 + (*s - '0');
+	return n == 0 || *s != '\0' || v > 65535 ? -1 : v;
+}
+
+/*
+ * A listen address as -l takes it: ADDR, ADDR:PORT or [ADDR]:PORT (an
+ * IPv6 address with a port needs the brackets). Without a port: port.
+ */
+static int
+listen_spec_parse(union sockaddr_any *a, socklen_t *alen, const char *spec,
+    int port)
+{
+	char		 host[64];
+	const char	*addr = spec, *end, *colon;
+	long		 p = port;
+
+	if (spec[0] == '[') {
+		addr = spec + 1;
+		if ((end = strchr(addr, ']')) == NULL ||
+		    (end[1] != '\0' && end[1] != ':'))
+			return -1;
+		if (end[1] == ':' && (p = port_parse(end + 2)) < 0)
+			return -1;
+	} else if ((colon = strchr(spec, ':')) != NULL &&
+	    strchr(colon + 1, ':') == NULL) {
+		end = colon;			/* a.b.c.d:PORT */
+		if ((p = port_parse(colon + 1)) < 0)
+			return -1;
+	} else
+		end = spec + strlen(spec);	/* an address alone */
+	if ((size_t)(end - addr) >= sizeof(host))
+		return -1;
+	memcpy(host, addr, (size_t)(end - addr));
+	host[end - addr] = '\0';
+	return addr_parse(a, alen, host, (int)p);
+}
+
+/* Where a listener is, for the log: its address, or what we know. */
+static void
+listener_name(struct listener *l)
+{
+	socklen_t	 alen = sizeof(l->sa);
+
+	if (getsockname(l->fd, &l->sa.sa, &alen) == -1)
+		memset(&l->sa, 0, sizeof(l->sa));
+}
+
+/* Open a listener on spec (as -l takes it). */
+static int
+listener_open(const char *spec)
+{
+	struct listener		*l = &srv.ls[srv.nls];
 	union sockaddr_any	 a;
 	socklen_t		 alen;
 	int			 one = 1;
 
-	if (addr_parse(&a, &alen, srv.conf.listen_addr, srv.conf.port) == -1) {
-		logmsg(LOG_ERR, "fatal: bad listen address %s",
-		    srv.conf.listen_addr);
+	if (listen_spec_parse(&a, &alen, spec, srv.conf.port) == -1) {
+		logmsg(LOG_ERR, "fatal: bad listen address %s", spec);
 		return -1;
 	}
-	if ((srv.listen_fd = socket(a.sa.sa_family, SOCK_STREAM, 0)) == -1 ||
-	    setsockopt(srv.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one,
+	if ((l->fd = socket(a.sa.sa_family, SOCK_STREAM, 0)) == -1) {
+		logmsg(LOG_ERR, "fatal: listen on %s: %s", spec,
+		    strerror(errno));
+		return -1;
+	}
+	l->inherited = 0;
+	srv.nls++;				/* closed with the others */
+	set_cloexec(l->fd);
+#ifdef IPV6_V6ONLY
+	/* "::" means IPv6 only, as on the BSDs: -l 0.0.0.0 -l :: for both */
+	if (a.sa.sa_family == AF_INET6 && setsockopt(l->fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &one, sizeof(one)) == -1) {
+		logmsg(LOG_ERR, "fatal: listen on %s: IPV6_V6ONLY: %s", spec,
+		    strerror(errno));
+		return -1;
+	}
+#endif
+	if (setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one,
 	    sizeof(one)) == -1 ||
-	    bind(srv.listen_fd, &a.sa, alen) == -1 ||
-	    listen(srv.listen_fd, SOCKS5_BACKLOG) == -1 ||
-	    set_nonblock_new(srv.listen_fd) == -1) {
-		logmsg(LOG_ERR, "fatal: listen on %s port %d: %s",
-		    srv.conf.listen_addr, srv.conf.port, strerror(errno));
+	    bind(l->fd, &a.sa, alen) == -1 ||
+	    listen(l->fd, SOCKS5_BACKLOG) == -1 ||
+	    set_nonblock_new(l->fd) == -1) {
+		logmsg(LOG_ERR, "fatal: listen on %s port %d: %s", spec,
+		    (int)sa_port(&a), strerror(errno));
 		return -1;
 	}
-	set_cloexec(srv.listen_fd);
-	alen = sizeof(a);
-	if (getsockname(srv.listen_fd, &srv.listen_sa.sa, &alen) == -1)
-		memset(&srv.listen_sa, 0, sizeof(srv.listen_sa));
+	listener_name(l);
 	return 0;
+}
+
+/*
+ * Take over a socket the launcher listens on (systemd's LISTEN_FDS,
+ * inetd's wait mode): it must be a stream socket, and listening.
+ */
+static int
+listener_adopt(int fd)
+{
+	struct listener	*l = &srv.ls[srv.nls];
+	socklen_t	 len;
+	int		 type = 0;
+
+	len = sizeof(type);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1 ||
+	    type != SOCK_STREAM) {
+		logmsg(LOG_ERR, "fatal: descriptor %d from the launcher is "
+		    "not a stream socket", fd);
+		return -1;
+	}
+#ifdef SO_ACCEPTCONN
+	len = sizeof(type);
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &type, &len) == 0 &&
+	    type == 0) {
+		logmsg(LOG_ERR, "fatal: descriptor %d from the launcher is "
+		    "not listening", fd);
+		return -1;
+	}
+#endif
+	l->fd = fd;
+	l->inherited = 1;
+	srv.nls++;
+	set_cloexec(fd);
+	if (set_nonblock(fd) == -1) {
+		logmsg(LOG_ERR, "fatal: descriptor %d: %s", fd,
+		    strerror(errno));
+		return -1;
+	}
+	listener_name(l);
+	return 0;
+}
+
+/*
+ * The listeners: the launcher's sockets when it passed some, else one
+ * for each listen address (listen_addr when none are given).
+ */
+static int
+listeners_open(void)
+{
+	int	 i;
+
+	for (i = 0; i < srv.conf.nlisten_fds; i++)
+		if (listener_adopt(srv.conf.listen_fds[i]) == -1)
+			return -1;
+	if (srv.conf.nlisten_fds > 0)
+		return 0;
+	if (srv.conf.nlisten == 0)
+		return listener_open(srv.conf.listen_addr);
+	for (i = 0; i < srv.conf.nlisten; i++)
+		if (listener_open(srv.conf.listen[i]) == -1)
+			return -1;
+	return 0;
+}
+
+/* Close every listener (the launcher's too: they were handed to us). */
+static void
+listeners_close(void)
+{
+	while (srv.nls > 0)
+		close_fd(&srv.ls[--srv.nls].fd);
 }
 
 /* Said last, when everything is up: tests and scripts wait for it. */
@@ -4586,14 +4739,16 @@ static void
 listening_log(void)
 {
 	char	 buf[64];
+	int	 i;
 
 #ifdef SOCKS5_TEST_CLOCK
 	logmsg(LOG_NOTICE, "test clock: %lu-bit, wraps in %lu ms",
 	    (unsigned long)sizeof(unsigned long) * 8, 0UL - srv.now);
 #endif
-	if (srv.conf.verbose > 0)
-		logmsg(LOG_INFO, "listening on %s",
-		    addr_str(buf, sizeof(buf), &srv.listen_sa));
+	for (i = 0; i < srv.nls && srv.conf.verbose > 0; i++)
+		logmsg(LOG_INFO, "listening on %s%s",
+		    addr_str(buf, sizeof(buf), &srv.ls[i].sa),
+		    srv.ls[i].inherited ? " (from the launcher)" : "");
 }
 
 /*
@@ -4767,6 +4922,21 @@ pool_fits(long n)
 	return n >= 0 && (unsigned long)n <= ((size_t)-1) / SOCKS5_BUFSIZE;
 }
 
+/* Does every listen address of cf parse? */
+static int
+listen_specs_ok(const struct socks5_config *cf)
+{
+	union sockaddr_any	 a;
+	socklen_t		 alen;
+	int			 i;
+
+	for (i = 0; i < cf->nlisten; i++)
+		if (cf->listen[i] == NULL ||
+		    listen_spec_parse(&a, &alen, cf->listen[i], 0) == -1)
+			return 0;
+	return 1;
+}
+
 /*
  * Every field in its range, and every size computed from one fits: a
  * configuration that does not is refused with the reason, never
@@ -4779,7 +4949,8 @@ config_check(const struct socks5_config *cf)
 	socklen_t		 alen;
 	const char		*why = NULL;
 
-	if (cf->listen_addr == NULL)
+	if (cf->listen_addr == NULL && cf->nlisten == 0 &&
+	    cf->nlisten_fds == 0)
 		why = "no listen address";
 	else if (cf->port < 0 || cf->port > 65535)
 		why = "port not in 0..65535";
@@ -4804,6 +4975,14 @@ config_check(const struct socks5_config *cf)
 	else if (cf->external_addr != NULL &&
 	    addr_parse(&a, &alen, cf->external_addr, 0) == -1)
 		why = "external_addr is not an IPv4 or IPv6 address";
+	else if (cf->nlisten < 0 || cf->nlisten > SOCKS5_LISTENERS ||
+	    (cf->nlisten > 0 && cf->listen == NULL))
+		why = "listen: more than SOCKS5_LISTENERS, or none given";
+	else if (!listen_specs_ok(cf))
+		why = "listen: an entry is not ADDR, ADDR:PORT or [ADDR]:PORT";
+	else if (cf->nlisten_fds < 0 || cf->nlisten_fds > SOCKS5_LISTENERS ||
+	    (cf->nlisten_fds > 0 && cf->listen_fds == NULL))
+		why = "listen_fds: more than SOCKS5_LISTENERS, or none given";
 	else if (cf->nrules < 0 || cf->nrules > SOCKS5_MAXRULES ||
 	    (cf->nrules > 0 && cf->rules == NULL))
 		why = "rules: too many, or none given";
@@ -4930,7 +5109,7 @@ server_open(const struct socks5_config *cf)
 	sa.sa_handler = SIG_IGN;
 	(void)sigaction(SIGPIPE, &sa, NULL);
 	fdlimit_raise();
-	if (listener_open() == -1)
+	if (listeners_open() == -1)
 		return -1;
 	srv.spare_fd = open("/dev/null", O_RDONLY);
 	return 0;
@@ -4953,9 +5132,9 @@ socks5_open(const struct socks5_config *cf)
 int
 socks5_port(void)
 {
-	if (srv.listen_fd < 0)
+	if (srv.nls == 0)
 		return -1;
-	return (int)sa_port(&srv.listen_sa);
+	return (int)sa_port(&srv.ls[0].sa);
 }
 
 int
@@ -4997,7 +5176,7 @@ socks5_close(void)
 	}
 	while (srv.nactive > 0)
 		session_free(&srv.sess[srv.active[0]]);
-	close_fd(&srv.listen_fd);
+	listeners_close();
 	close_fd(&srv.spare_fd);
 	for (i = 0; i < srv.nresolvers; i++)	/* they read EOF and exit */
 		close_fd(&srv.helpers[i].fd);
@@ -5089,7 +5268,7 @@ server_forget(void)
 			close_fd(&s->fd[k]);
 	}
 	srv.nactive = 0;
-	close_fd(&srv.listen_fd);
+	listeners_close();
 	close_fd(&srv.spare_fd);
 	for (k = 0; k < srv.nresolvers; k++)
 		close_fd(&srv.helpers[k].fd);
@@ -5179,7 +5358,7 @@ static void
 usage(FILE *fp)
 {
 	(void)fprintf(fp,
-	    "usage: socks5 [-46dhiv] [-a rule] [-b addr] [-c max] [-e addr] "
+	    "usage: socks5 [-46dhiVv] [-a rule] [-b addr] [-c max] [-e addr] "
 	    "[-f secs]\n"
 	    "              [-l addr] [-m bufs] [-p port] [-P pidfile] "
 	    "[-t secs]\n"
@@ -5245,6 +5424,9 @@ struct cmdline {
 	struct socks5_config cf;
 	struct run_opts	 ro;
 	int		 inetd;			/* -i */
+	int		 port_given;		/* -p */
+	const char	*listen[SOCKS5_LISTENERS];	/* -l */
+	int		 lfds[SOCKS5_LISTENERS];	/* from the launcher */
 	const char	*rules[SOCKS5_MAXRULES];
 	char		 pidpath[1024];		/* -P and -u, made absolute */
 	char		 userpath[1024];
@@ -5298,6 +5480,8 @@ option(struct cmdline *cl, int ch, const char *arg)
 {
 	struct socks5_config	*cf = &cl->cf;
 	struct rule		 r;
+	union sockaddr_any	 a;
+	socklen_t		 alen;
 
 	switch (ch) {
 	case '4':
@@ -5332,7 +5516,13 @@ option(struct cmdline *cl, int ch, const char *arg)
 		cl->inetd = 1;
 		return OPT_TAKEN;
 	case 'l':
-		return opt_address(&cf->listen_addr, arg);
+		if (cf->nlisten == SOCKS5_LISTENERS)
+			return bad("listen address (too many -l)", arg);
+		if (listen_spec_parse(&a, &alen, arg, 0) == -1)
+			return bad("listen address", arg);
+		cl->listen[cf->nlisten++] = arg;
+		cf->listen = cl->listen;
+		return OPT_TAKEN;
 	case 'm':
 		if (number(arg, 2, 1048576) > 0 &&
 		    !pool_fits(number(arg, 2, 1048576)))
@@ -5341,6 +5531,7 @@ option(struct cmdline *cl, int ch, const char *arg)
 		return opt_number(&cf->spill_buffers, arg, 2, 1048576,
 		    "buffer count");
 	case 'p':
+		cl->port_given = 1;
 		return opt_number(&cf->port, arg, 0, 65535, "port");
 	case 'P':
 		cl->ro.pidfile = arg;
@@ -5357,6 +5548,9 @@ option(struct cmdline *cl, int ch, const char *arg)
 	case 'v':
 		cf->verbose++;
 		return OPT_TAKEN;
+	case 'V':
+		(void)printf("socks5 %s\n", SOCKS5_RELEASE);
+		return 0;
 	default:
 		usage(stderr);
 		return 64;
@@ -5387,6 +5581,89 @@ options_check(struct cmdline *cl)
 	return 0;
 }
 
+/*
+ * systemd's socket activation: when LISTEN_PID is this process,
+ * LISTEN_FDS descriptors from 3 on are listening sockets. Returns how
+ * many (0: none were passed), or -1.
+ */
+static int
+sockets_from_systemd(struct cmdline *cl)
+{
+	const char	*pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	long		 i, n;
+
+	if (pid == NULL || fds == NULL ||
+	    number(pid, 1, 2147483647L) != (long)getpid())
+		return 0;
+	if ((n = number(fds, 0, SOCKS5_LISTENERS)) < 0) {
+		logmsg(LOG_ERR, "fatal: LISTEN_FDS=%s: at most %d sockets",
+		    fds, SOCKS5_LISTENERS);
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		cl->lfds[i] = 3 + (int)i;
+	return (int)n;
+}
+
+/*
+ * inetd's wait mode: with -i, descriptor 0 may be the listening socket
+ * rather than a client. It moves above 2, and 0, 1 and 2 (inetd put
+ * the socket on all three) become /dev/null. Returns 1 if so, 0 if
+ * descriptor 0 is not listening, -1 on an error.
+ */
+static int
+socket_from_inetd(struct cmdline *cl)
+{
+#ifdef SO_ACCEPTCONN
+	socklen_t	 len;
+	int		 on = 0, fd, nul;
+
+	len = sizeof(on);
+	if (getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == -1 ||
+	    on == 0)
+		return 0;
+	if ((fd = fcntl(0, F_DUPFD, 3)) == -1 ||
+	    (nul = open("/dev/null", O_RDWR)) == -1) {
+		logmsg(LOG_ERR, "fatal: -i: %s", strerror(errno));
+		return -1;
+	}
+	(void)dup2(nul, 0);
+	(void)dup2(nul, 1);
+	(void)dup2(nul, 2);
+	if (nul > 2)
+		(void)close(nul);
+	cl->lfds[0] = fd;
+	return 1;
+#else
+	(void)cl;
+	return 0;			/* no way to tell: a client */
+#endif
+}
+
+/*
+ * Listening sockets passed by the launcher replace -l: returns 0 (none,
+ * or taken) or an exit status. In inetd's wait mode the server runs as
+ * without -i (and without -d: inetd waits for it to exit).
+ */
+static int
+launcher_sockets(struct cmdline *cl)
+{
+	int	 n;
+
+	n = cl->inetd ? socket_from_inetd(cl) : sockets_from_systemd(cl);
+	if (n <= 0)
+		return n == 0 ? 0 : 1;
+	if (cl->cf.nlisten > 0 || cl->port_given) {
+		logmsg(LOG_ERR, "fatal: -l and -p cannot be used with "
+		    "listening sockets from the launcher");
+		return 64;
+	}
+	cl->cf.listen_fds = cl->lfds;
+	cl->cf.nlisten_fds = n;
+	cl->inetd = cl->ro.daemon = 0;
+	return 0;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -5395,7 +5672,7 @@ main(int argc, char *argv[])
 
 	memset(&cl, 0, sizeof(cl));
 	socks5_config_init(&cl.cf);
-	while ((ch = getopt(argc, argv, "46a:b:c:de:f:hil:m:p:P:t:u:U:v")) != -1)
+	while ((ch = getopt(argc, argv, "46a:b:c:de:f:hil:m:p:P:t:u:U:Vv")) != -1)
 		if ((r = option(&cl, ch, optarg)) != OPT_TAKEN)
 			return r;
 	if (optind != argc) {
@@ -5409,6 +5686,9 @@ main(int argc, char *argv[])
 		logmsg(LOG_ERR, "fatal: -i: no client on descriptors 0 and 1");
 		return 1;
 	}
+	srv.conf = cl.cf;		/* for logmsg() */
+	if ((r = launcher_sockets(&cl)) != 0)
+		return r;
 	r = cl.inetd ? serve_one(&cl.cf, 0, wfd, cl.ro.user) :
 	    serve_loop(&cl.cf, &cl.ro);
 	if (srv.rules_invalid)

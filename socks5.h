@@ -60,6 +60,13 @@
 extern "C" {
 #endif
 
+/*
+ * This release of socks5 (socks5 -V prints it), and the same as a number
+ * to compare in #if: 0xMMmmpp for release MM.mm.pp.
+ */
+#define SOCKS5_RELEASE		"1.0.0"
+#define SOCKS5_RELEASE_NUM	0x010000L
+
 /* Protocol versions (RFC 1928 section 3, RFC 1929 section 2). */
 #define SOCKS5_VERSION		0x05
 #define SOCKS5_AUTH_VERSION	0x01
@@ -103,6 +110,16 @@ extern "C" {
 struct socks5_config {
 	const char	*listen_addr;	/* IPv4/IPv6 literal, default 127.0.0.1 */
 	int		 port;		/* listening port, default 1080, 0 = any */
+	const char *const *listen;	/* several listeners instead of
+					   listen_addr: each "ADDR",
+					   "ADDR:PORT" or "[ADDR]:PORT" (no
+					   port: port); or NULL */
+	int		 nlisten;	/* how many, at most 8 */
+	const int	*listen_fds;	/* sockets already listening (socket
+					   activation): used instead of
+					   opening any, closed by
+					   socks5_close(); or NULL */
+	int		 nlisten_fds;	/* how many, at most 8 */
 	const char	*bind_addr;	/* local address for outgoing, or NULL */
 	const char	*external_addr;	/* address announced in BIND and UDP
 					   replies instead of our own, or NULL;
