@@ -4,8 +4,8 @@
  * One process, one poll() loop, a session table and a pollfd array sized
  * once at startup, a state machine per session, non-blocking sockets, and
  * no heap allocation after startup. Name lookups run in a few helper
- * processes forked at startup that answer over socket pairs, so a slow
- * resolver never stalls the loop.
+ * processes, forked when lookups wait, that answer over socket pairs, so
+ * a slow resolver never stalls the loop.
  *
  * Data is read into one shared scratch buffer and written straight to the
  * other side; only what that side cannot take yet is kept, in a spill
@@ -107,6 +107,9 @@
 #ifndef SOCKS5_ABANDON_MS
 #define SOCKS5_ABANDON_MS	1000	/* a helper busy this long with a
 					   lookup nobody wants is replaced */
+#endif
+#ifndef SOCKS5_HELPER_IDLE_MS
+#define SOCKS5_HELPER_IDLE_MS	60000	/* a helper idle this long exits */
 #endif
 #ifndef SOCKS5_MAXADDR
 #define SOCKS5_MAXADDR		8	/* addresses tried per destination */
@@ -398,7 +401,8 @@ struct helper {
 	int		 pi;		/* its pollfd index this pass, or -1 */
 	int		 slot;		/* the session whose lookup it has, */
 	unsigned	 id;		/* ... that lookup's id; slot -1: idle */
-	unsigned long	 since;		/* when it took the lookup */
+	unsigned long	 since;		/* when it took the lookup, or when
+					   it became idle */
 	struct lookup_ans ans;		/* its answer, as it arrives */
 	unsigned	 got;		/* bytes of it so far */
 };
@@ -475,6 +479,7 @@ struct server {
 	int		 pi_sig;	/* the signal pipe's, or -1 */
 
 	/* Spill buffers (SOCKS5_BUFSIZE each) and UDP buffers (UB_SIZE). */
+	unsigned char	*tables;	/* the one block all of these are in */
 	unsigned char	*pool;
 	int		*poolfree;
 	int		 npoolfree;
@@ -505,7 +510,10 @@ struct server {
 
 	/* Resolver helpers, each on a socket pair of its own. */
 	struct helper	 helpers[SOCKS5_RESOLVERS];
-	int		 nresolvers;	/* 0: single-session mode */
+	int		 nresolvers;	/* helpers at most; 0: single-session
+					   mode, no helpers */
+	unsigned long	 spawn_retry;	/* a fork failed: not before then */
+	int		 spawn_failed;
 	pid_t		 killed[SOCKS5_RESOLVERS * 2]; /* helpers replaced, */
 	int		 nkilled;	/* ... to be reaped */
 	int		 nqueued;	/* lookups waiting for a helper */
@@ -1500,9 +1508,9 @@ fd_limit_get(void)
 }
 
 /*
- * The loop is about to start: whatever is open now (the listener, the
- * helpers' sockets, syslog, an embedding program's own) stays open;
- * sessions get the rest, less SOCKS5_FD_MARGIN: one to accept a client only to
+ * The loop is about to start: whatever is open now (the listeners,
+ * syslog, an embedding program's own) stays open, and the helpers'
+ * sockets may be; sessions get the rest, less SOCKS5_FD_MARGIN: one to accept a client only to
  * refuse it, or to read the user file on SIGHUP, one at a time. (BIND's
  * probe socket comes out of its own reserve; the spare descriptor,
  * already open, is the last resort when another program took ours.)
@@ -1513,7 +1521,8 @@ fd_budget_start(void)
 	long	 room;
 
 	srv.fd_limit = fd_limit_get();
-	srv.fd_fixed = srv.fd_limit > 0 ? fd_count(srv.fd_limit) : 0;
+	srv.fd_fixed = srv.fd_limit > 0 ? fd_count(srv.fd_limit) +
+	    srv.nresolvers : 0;		/* the helpers' sockets, when forked */
 	srv.fd_reserved = 0;
 	room = fd_room() / 2;
 	if (room < srv.nsess)
@@ -1876,6 +1885,7 @@ resolver_spawn(int i)
 		h->pi = -1;
 		h->slot = -1;
 		h->got = 0;
+		h->since = srv.now;
 		return 0;
 	}
 	(void)signal(SIGHUP, SIG_IGN);
@@ -1892,8 +1902,14 @@ resolver_spawn(int i)
 	return 0;
 }
 
-static int
-resolvers_start(void)
+/*
+ * Helpers are forked when lookups wait and none is idle, up to
+ * SOCKS5_RESOLVERS (no more than the table has sessions), and exit
+ * after SOCKS5_HELPER_IDLE_MS without work: a server that resolves no
+ * names has none.
+ */
+static void
+resolvers_init(void)
 {
 	int	 i;
 
@@ -1903,14 +1919,37 @@ resolvers_start(void)
 		srv.helpers[i].pi = -1;
 		srv.helpers[i].slot = -1;
 	}
-	srv.nresolvers = SOCKS5_RESOLVERS;
-	for (i = 0; i < SOCKS5_RESOLVERS; i++)
-		if (resolver_spawn(i) == -1)
-			return -1;
-	return 0;
+	srv.nresolvers = srv.nsess < SOCKS5_RESOLVERS ? srv.nsess :
+	    SOCKS5_RESOLVERS;
+}
+
+/* An idle helper for a waiting lookup: a running one, or a new one. */
+static struct helper *
+resolver_idle(void)
+{
+	int	 i, unused = -1;
+
+	for (i = 0; i < srv.nresolvers; i++)
+		if (srv.helpers[i].pid > 0 && srv.helpers[i].slot < 0)
+			return &srv.helpers[i];
+		else if (srv.helpers[i].pid <= 0 && unused < 0)
+			unused = i;
+	if (unused < 0 || (srv.spawn_failed && !DUE(srv.spawn_retry, srv.now)))
+		return NULL;
+	if (resolver_spawn(unused) == -1) {
+		if (!srv.spawn_failed)
+			logmsg(LOG_ERR, "warning: resolver helper: %s",
+			    strerror(errno));
+		srv.spawn_failed = 1;		/* try again in a second */
+		srv.spawn_retry = srv.now + 1000UL;
+		return NULL;
+	}
+	srv.spawn_failed = 0;
+	return &srv.helpers[unused];
 }
 
 static void	lookup_queue(struct session *);
+static int	helper_retiring(const struct helper *);
 
 /*
  * Helper i is gone (died, or killed by us): its socket is closed and
@@ -1934,10 +1973,10 @@ resolver_lost(int i)
 }
 
 /*
- * Replace helper i: killed (its pid reaped later) and forked anew. For
- * one busy with a lookup nobody wants any more, at most once a helper
- * per SOCKS5_ABANDON_MS, so it costs a few forks a second at worst; and
- * for one whose socket says it is gone.
+ * Replace helper i: killed (its pid reaped later), and forked anew when
+ * a lookup needs it. For one busy with a lookup nobody wants any more,
+ * at most once a helper per SOCKS5_ABANDON_MS, so it costs a few forks
+ * a second at worst; and for one whose socket says it is gone.
  */
 static void
 resolver_replace(int i)
@@ -1952,14 +1991,26 @@ resolver_replace(int i)
 		srv.killed[srv.nkilled++] = h->pid;
 	}
 	resolver_lost(i);
-	if (resolver_spawn(i) == -1)
-		logmsg(LOG_ERR, "warning: fork: %s", strerror(errno));
+}
+
+/* Helper i has been idle long enough: it reads EOF and exits. */
+static void
+resolver_retire(int i)
+{
+	struct helper	*h = &srv.helpers[i];
+
+	if (srv.nkilled == (int)(sizeof(srv.killed) / sizeof(srv.killed[0])))
+		(void)waitpid(srv.killed[--srv.nkilled], NULL, 0);
+	srv.killed[srv.nkilled++] = h->pid;
+	close_fd(&h->fd);
+	h->pid = -1;
+	h->pi = -1;
 }
 
 /*
- * Reap helpers that died and start new ones in their place (and those
- * that could not be started before), and the ones we replaced. Only
- * our own pids: an embedding program's children are its business.
+ * Reap helpers that died (their lookups wait for another, forked when
+ * needed), and the ones we replaced or retired. Only our own pids: an
+ * embedding program's children are its business.
  */
 static void
 resolvers_reap(void)
@@ -1972,20 +2023,34 @@ resolvers_reap(void)
 		else
 			i++;
 	for (i = 0; i < srv.nresolvers; i++) {
-		if (srv.helpers[i].pid > 0) {
-			if (waitpid(srv.helpers[i].pid, &status, WNOHANG) !=
-			    srv.helpers[i].pid)
-				continue;
+		if (srv.helpers[i].pid <= 0)
+			continue;
+		if (waitpid(srv.helpers[i].pid, &status, WNOHANG) ==
+		    srv.helpers[i].pid) {
 			logmsg(LOG_WARNING, "warning: resolver %ld died, "
 			    "restarting it", (long)srv.helpers[i].pid);
 			resolver_lost(i);
-			if (resolver_spawn(i) == -1)
-				logmsg(LOG_ERR, "warning: fork: %s",
-				    strerror(errno));
-		} else {
-			(void)resolver_spawn(i);	/* tried again */
 		}
 	}
+}
+
+/* Let the helpers go that have been idle for SOCKS5_HELPER_IDLE_MS. */
+static void
+resolvers_retire(void)
+{
+	int	 i;
+
+	for (i = 0; i < srv.nresolvers; i++)
+		if (helper_retiring(&srv.helpers[i]) &&
+		    DUE(srv.helpers[i].since + SOCKS5_HELPER_IDLE_MS, srv.now))
+			resolver_retire(i);
+}
+
+/* Is helper h idle (and so, in time, to be retired)? */
+static int
+helper_retiring(const struct helper *h)
+{
+	return h->pid > 0 && h->slot < 0;
 }
 
 /* Helpers running now, for the status line. */
@@ -2086,17 +2151,17 @@ lookups_dispatch(void)
 	struct session		*s;
 	int			 i;
 
-	for (i = 0; i < srv.nresolvers && srv.nqueued > 0; i++) {
-		h = &srv.helpers[i];
-		if (helper_abandoned(h) &&
-		    DUE(h->since + SOCKS5_ABANDON_MS, srv.now))
+	for (i = 0; i < srv.nresolvers && srv.nqueued > 0; i++)
+		if (helper_abandoned(&srv.helpers[i]) &&
+		    DUE(srv.helpers[i].since + SOCKS5_ABANDON_MS, srv.now))
 			resolver_replace(i);
-		if (h->pid <= 0 || h->slot >= 0 ||
-		    (s = lookup_oldest()) == NULL)
-			continue;
+	while (srv.nqueued > 0 && (h = resolver_idle()) != NULL &&
+	    (s = lookup_oldest()) != NULL) {
 		lookup_req_fill(&q, s);
-		if (write(h->fd, &q, sizeof(q)) != (ssize_t)sizeof(q))
-			continue;	/* it died: its socket will say so */
+		if (write(h->fd, &q, sizeof(q)) != (ssize_t)sizeof(q)) {
+			resolver_replace((int)(h - srv.helpers)); /* it died */
+			continue;
+		}
 		lookup_unqueue(s);
 		h->slot = (int)(s - srv.sess);
 		h->id = s->lookup_id;
@@ -2104,18 +2169,37 @@ lookups_dispatch(void)
 	}
 }
 
-/* When a helper holding an unwanted lookup may be replaced, if sooner. */
+/* t, if it comes before *first (or there is none yet). */
+static void
+timer_earliest(unsigned long *first, int *have, unsigned long t)
+{
+	if (!*have || DUE(t, *first)) {
+		*first = t;
+		*have = 1;
+	}
+}
+
+/*
+ * When a helper holding an unwanted lookup may be replaced, an idle one
+ * retired, or a failed fork tried again, if sooner.
+ */
 static void
 lookups_next(unsigned long *first, int *have)
 {
-	int	 i;
+	struct helper	*h;
+	int		 i;
 
-	for (i = 0; i < srv.nresolvers && srv.nqueued > 0; i++)
-		if (helper_abandoned(&srv.helpers[i]) && (!*have ||
-		    DUE(srv.helpers[i].since + SOCKS5_ABANDON_MS, *first))) {
-			*first = srv.helpers[i].since + SOCKS5_ABANDON_MS;
-			*have = 1;
-		}
+	for (i = 0; i < srv.nresolvers; i++) {
+		h = &srv.helpers[i];
+		if (srv.nqueued > 0 && helper_abandoned(h))
+			timer_earliest(first, have, h->since +
+			    SOCKS5_ABANDON_MS);
+		else if (helper_retiring(h))
+			timer_earliest(first, have, h->since +
+			    SOCKS5_HELPER_IDLE_MS);
+	}
+	if (srv.nqueued > 0 && srv.spawn_failed)
+		timer_earliest(first, have, srv.spawn_retry);
 }
 
 /*
@@ -2207,8 +2291,11 @@ lookup_answers_read(void)
 			continue;
 		h->got = 0;
 		a = h->ans;
-		if (h->slot >= 0 && (unsigned)h->slot == a.slot && h->id == a.id)
+		if (h->slot >= 0 && (unsigned)h->slot == a.slot &&
+		    h->id == a.id) {
 			h->slot = -1;
+			h->since = srv.now;	/* idle from now */
+		}
 		lookup_deliver(&a);
 	}
 }
@@ -4445,6 +4532,7 @@ loop_dispatch(void)
 		srv.last_reap = srv.now;
 		resolvers_reap();
 	}
+	resolvers_retire();
 	for (i = 0; i < srv.npolled; i++) {
 		s = &srv.sess[srv.polled[i]];
 		if (s->state == S_FREE)
@@ -4499,17 +4587,10 @@ server_init(void)
 static void
 tables_free(void)
 {
-	free(srv.sess);
-	free(srv.freelist);
-	free(srv.active);
-	free(srv.polled);
-	free(srv.pfd);
-	free(srv.pool);
-	free(srv.poolfree);
-	free(srv.udpbufs);
-	free(srv.udpfree);
+	free(srv.tables);
 	free(srv.users[0]);
 	free(srv.users[1]);
+	srv.tables = NULL;
 	srv.sess = NULL;
 	srv.freelist = srv.active = srv.polled = NULL;
 	srv.pfd = NULL;
@@ -4519,29 +4600,63 @@ tables_free(void)
 	srv.nsess = srv.nactive = srv.npolled = srv.npfd = 0;
 }
 
+/* Room for n objects of size each, at an offset every type may take. */
+#define TABLE_ALIGN	16
+#define TABLE_SIZE(n, size) \
+	((((size_t)(n) * (size)) + TABLE_ALIGN - 1) & ~(size_t)(TABLE_ALIGN - 1))
+
+/* The next n objects of size each from the block at *at. */
+static void *
+table_carve(unsigned char **at, size_t n, size_t size)
+{
+	void	*p = *at;
+
+	*at += TABLE_SIZE(n, size);
+	return p;
+}
+
+/*
+ * Every table and buffer in one allocation: one block that large comes
+ * straight from the system as zero pages, which stay untouched (and take
+ * no memory) until a session or a buffer first uses them.
+ */
 static int
 tables_alloc(int maxsess, int nspill, int nudpbuf)
 {
-	int	 i;
+	unsigned char	*at;
+	size_t		 npfd = (size_t)maxsess * NFD + PFD_OWN, total;
+	int		 i;
 
 	srv.nsess = maxsess;
 	srv.npool = nspill;
 	srv.nudp = nudpbuf;
 	srv.nactive = srv.npolled = srv.npfd = srv.nqueued = 0;
-	srv.sess = (struct session *)calloc((size_t)maxsess, sizeof(*srv.sess));
-	srv.freelist = (int *)calloc((size_t)maxsess, sizeof(int));
-	srv.active = (int *)calloc((size_t)maxsess, sizeof(int));
-	srv.polled = (int *)calloc((size_t)maxsess, sizeof(int));
-	srv.pfd = (struct pollfd *)calloc((size_t)maxsess * NFD + PFD_OWN,
-	    sizeof(*srv.pfd));
-	srv.pool = (unsigned char *)malloc((size_t)srv.npool * SOCKS5_BUFSIZE);
-	srv.poolfree = (int *)calloc((size_t)srv.npool, sizeof(int));
-	srv.udpbufs = (unsigned char *)malloc((size_t)srv.nudp * UB_SIZE);
-	srv.udpfree = (int *)calloc((size_t)srv.nudp, sizeof(int));
-	if (!srv.sess || !srv.freelist || !srv.active || !srv.polled ||
-	    !srv.pfd || !srv.pool || !srv.poolfree || !srv.udpbufs ||
-	    !srv.udpfree)
+	/* the spill pool may come near the address space (pool_fits) */
+	total = TABLE_SIZE(maxsess, sizeof(*srv.sess)) +
+	    3 * TABLE_SIZE(maxsess, sizeof(int)) +
+	    TABLE_SIZE(npfd, sizeof(*srv.pfd)) +
+	    TABLE_SIZE(nspill, sizeof(int)) +
+	    TABLE_SIZE(nudpbuf, UB_SIZE) +
+	    TABLE_SIZE(nudpbuf, sizeof(int));
+	if (total > (size_t)-1 - TABLE_SIZE(nspill, SOCKS5_BUFSIZE))
 		return -1;
+	total += TABLE_SIZE(nspill, SOCKS5_BUFSIZE);
+	if ((srv.tables = (unsigned char *)calloc(1, total)) == NULL)
+		return -1;
+	/* the free lists, written now, first and together */
+	at = srv.tables;
+	srv.freelist = (int *)table_carve(&at, (size_t)maxsess, sizeof(int));
+	srv.poolfree = (int *)table_carve(&at, (size_t)nspill, sizeof(int));
+	srv.udpfree = (int *)table_carve(&at, (size_t)nudpbuf, sizeof(int));
+	srv.active = (int *)table_carve(&at, (size_t)maxsess, sizeof(int));
+	srv.polled = (int *)table_carve(&at, (size_t)maxsess, sizeof(int));
+	srv.pfd = (struct pollfd *)table_carve(&at, npfd, sizeof(*srv.pfd));
+	srv.sess = (struct session *)table_carve(&at, (size_t)maxsess,
+	    sizeof(*srv.sess));
+	srv.pool = (unsigned char *)table_carve(&at, (size_t)nspill,
+	    SOCKS5_BUFSIZE);
+	srv.udpbufs = (unsigned char *)table_carve(&at, (size_t)nudpbuf,
+	    UB_SIZE);
 	for (i = 0; i < srv.nudp; i++)
 		srv.udpfree[i] = srv.nudp - 1 - i;
 	srv.nudpfree = srv.nudp;
@@ -5120,10 +5235,11 @@ socks5_open(const struct socks5_config *cf)
 {
 	if (server_claim() == -1)
 		return -1;
-	if (server_open(cf) == -1 || resolvers_start() == -1) {
+	if (server_open(cf) == -1) {
 		socks5_close();
 		return -1;
 	}
+	resolvers_init();
 	fd_budget_start();
 	listening_log();
 	return 0;
@@ -5220,11 +5336,7 @@ serve_loop(const struct socks5_config *cf, const struct run_opts *ro)
 		goto out;
 	if (ro->user != NULL && privileges_drop(ro->user) == -1)
 		goto out;
-	if (resolvers_start() == -1) {
-		logmsg(LOG_ERR, "fatal: resolver helpers: %s",
-		    strerror(errno));
-		goto out;
-	}
+	resolvers_init();
 	fd_budget_start();
 	listening_log();
 	daemon_ready();

@@ -34,11 +34,12 @@
  *    LOG_PID | LOG_NDELAY, LOG_DAEMON), which is process-wide and
  *    replaces the host's own openlog() settings; with SOCKS5_LOG_STDERR
  *    it writes whole lines to descriptor 2.
- *  - Processes: socks5_open() and socks5_serve() fork SOCKS5_RESOLVERS
- *    (4) resolver helpers, which close every descriptor but their socket
- *    and then only call getaddrinfo(); one that dies, or holds a lookup
- *    nobody wants for a second while others wait, is replaced by a new
- *    fork while the server runs. In a threaded host, fork() copies only
+ *  - Processes: socks5_open() and socks5_serve() fork up to
+ *    SOCKS5_RESOLVERS (4) resolver helpers while the server runs, when
+ *    lookups wait and no helper is idle; each closes every descriptor
+ *    but its socket and then only calls getaddrinfo(), and exits after a
+ *    minute without work. One that dies, or holds a lookup nobody wants
+ *    for a second while others wait, is replaced by a new fork. In a threaded host, fork() copies only
  *    the calling thread: drive the server from one thread, and make sure
  *    no other thread holds a lock (malloc's, the resolver library's)
  *    when it forks, or run it in a process of its own. The helpers are
@@ -169,8 +170,8 @@ void	socks5_stop(void);
  *	}
  *	socks5_close();
  *
- * socks5_open() opens the listener and forks the resolver helpers; it
- * sets SIGPIPE to ignored and installs no other signal handler. Returns
+ * socks5_open() opens the listeners (helpers are forked later, when
+ * names are looked up); it sets SIGPIPE to ignored and installs no other signal handler. Returns
  * 0, or -1 on an error (logged).
  */
 int	socks5_open(const struct socks5_config *cf);

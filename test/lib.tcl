@@ -296,6 +296,48 @@ proc server_start {args} {
     }
 }
 
+# server_lookup h -- a CONNECT to localhost port 9 through server h: one
+# name lookup, which forks a resolver helper when none is idle (the reply
+# does not matter).
+proc server_lookup {h} {
+    set c [sock_open [dict get $h host] [dict get $h port]]
+    catch {
+        socks_handshake $c
+        socks_connect $c localhost 9
+    }
+    sock_close $c
+}
+
+# child_pids pid -- the pids whose parent is pid (its resolver helpers).
+proc child_pids {pid} {
+    set kids {}
+    foreach d [glob -nocomplain /proc/\[0-9\]*] {
+        if {[catch {::lib::readfile $d/stat} st]} continue
+        if {[regexp {\) \S+ (\d+) } $st -> ppid] && $ppid == $pid} {
+            lappend kids [file tail $d]
+        }
+    }
+    return $kids
+}
+
+# server_start_launched launcher ?args? -- as server_start, with the server
+# started by a launcher command that passes it its listening sockets
+# (test/sdlaunch.py): no -l or -p is added.
+proc server_start_launched {launcher args} {
+    set log [tmpfile server.log]
+    set pid [::lib::spawn [list {*}$launcher {*}$::SOCKS5 -v {*}$args] $log]
+    lappend ::lib::servers $pid
+    set h [dict create pid $pid log $log host "" port 0]
+    set re {socks5: listening on (?:\[([^\]]+)\]|([^\s:]+)):(\d+)}
+    if {![wait_until {[regexp $re [::lib::readfile $log] -> h6 h4 port]} 5000]} {
+        server_stop $h
+        error "no 'listening on' line within 5 s: [::lib::readfile $log]"
+    }
+    dict set h host [expr {$h6 ne "" ? $h6 : $h4}]
+    dict set h port $port
+    return $h
+}
+
 # server_start_quiet port ?args? -- start the server WITHOUT -v on a fixed
 # port (e.g. from free_port) and wait until it accepts connections.
 proc server_start_quiet {port args} {
@@ -1175,7 +1217,8 @@ proc server_status_until {h cond {timeout 5000}} {
 # status line to say sessions=0, then report the fields named in keys as a
 # list, comparing with st0 (the parsed line right after startup, "" if there
 # was none): "sessions=N", "spill=free" (or "spill=FREE/TOTAL"), "fds=same"
-# (or "fds=N startup=M"), any other key as "key=VALUE".  Without a status
+# (or "fds=N startup=M"; the helpers' sockets not counted), any other key as
+# "key=VALUE".  Without a status
 # line the list is {status: WHY}.
 proc status_settled {h st0 keys} {
     if {[catch {server_status_until $h {[dict get $st sessions] == 0} 5000} st]} {
@@ -1197,7 +1240,10 @@ proc status_settled {h st0 keys} {
                 }
             }
             fds {
-                if {[dict get $st fds] == [dict get $st0 fds]} {
+                # each running resolver helper holds one descriptor; they
+                # exit after SOCKS5_HELPER_IDLE_MS idle, not with the load
+                if {[dict get $st fds] - [dict get $st helpers] ==
+                        [dict get $st0 fds] - [dict get $st0 helpers]} {
                     lappend out fds=same
                 } else {
                     lappend out "fds=[dict get $st fds] startup=[dict get $st0 fds]"
