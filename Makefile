@@ -22,6 +22,9 @@
 #   make test-clock32    the time and size tests against a 32-bit (MIPS)
 #                        test-clock build whose clock wraps 2.5 s after
 #                        each start (CLOCKTESTS)
+#   make test-workers    the suite against ./socks5 -w 2 (and the quick
+#                        build with -w 2); the files that need one
+#                        process skip those tests (constraint oneProcess)
 #   make test-sanitize   the suite against an ASan+UBSan build
 #   make test-valgrind   the suite under valgrind memcheck (slow)
 #   make fuzz            build the libFuzzer target; fuzz-run runs both
@@ -63,7 +66,7 @@ SANFLAGS = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer
 
 # (GNU and BSD make: test/ is a directory, and the other names are no files)
-.PHONY: all test test-sanitize test-valgrind portable cross test-musl test-mips \
+.PHONY: all test test-workers test-sanitize test-valgrind portable cross test-musl test-mips \
 	test-clock32 fuzz fuzz-run fuzz-regress bench mutants chaos chaos-ci \
 	install clean
 
@@ -75,6 +78,13 @@ socks5: socks5.c socks5.h
 test: socks5 $(XBIN)/socks5-quick
 	sh test/deps.sh
 	SOCKS5="$(SOCKS5)" SOCKS5_QUICK="$$(pwd)/$(XBIN)/socks5-quick" \
+	SOCKS5_QUICK_DEFS="$(QUICKDEFS)" TEST_JOBS="$(JOBS)" \
+	tclsh test/all.tcl $(TESTS)
+
+test-workers: socks5 $(XBIN)/socks5-quick
+	sh test/deps.sh
+	SOCKS5="$$(pwd)/socks5 -w 2" \
+	SOCKS5_QUICK="$$(pwd)/$(XBIN)/socks5-quick -w 2" \
 	SOCKS5_QUICK_DEFS="$(QUICKDEFS)" TEST_JOBS="$(JOBS)" \
 	tclsh test/all.tcl $(TESTS)
 

@@ -141,6 +141,9 @@
 #ifndef SOCKS5_BACKLOG
 #define SOCKS5_BACKLOG		128	/* listen() backlog */
 #endif
+#ifndef SOCKS5_MAXWORKERS
+#define SOCKS5_MAXWORKERS	64	/* -w */
+#endif
 #ifndef SOCKS5_LISTENERS
 #define SOCKS5_LISTENERS	8	/* listening sockets, opened or inherited */
 #endif
@@ -166,6 +169,31 @@ typedef char hs_size_check[SOCKS5_HS_SIZE >= 513 ? 1 : -1];
 #endif
 #ifndef SHUT_WR
 #define SHUT_WR 1
+#endif
+
+/*
+ * Workers (-w) get a listening socket each where the kernel spreads the
+ * clients among such sockets: Linux's SO_REUSEPORT, FreeBSD's
+ * SO_REUSEPORT_LB. _XOPEN_SOURCE hides both; their values are the
+ * kernels' ABI. Elsewhere (SO_REUSEPORT on the other BSDs and macOS
+ * does not spread), and where the kernel refuses, the workers share.
+ */
+#if defined(__linux__) && !defined(SO_REUSEPORT)
+#if defined(__mips__) || defined(__sparc__) || defined(__alpha__)
+#define SO_REUSEPORT	0x0200
+#elif defined(__hppa__)
+#define SO_REUSEPORT	0x4004
+#else
+#define SO_REUSEPORT	15
+#endif
+#endif
+#if defined(__FreeBSD__) && !defined(SO_REUSEPORT_LB)
+#define SO_REUSEPORT_LB	0x00010000
+#endif
+#if defined(SO_REUSEPORT_LB)
+#define SO_SPREAD	SO_REUSEPORT_LB
+#elif defined(__linux__)
+#define SO_SPREAD	SO_REUSEPORT
 #endif
 
 /*
@@ -430,12 +458,26 @@ struct pace {
 #define UB_DATA		264
 #define UB_SIZE		(UB_DATA + UDP_DATA_MAX)
 
-/* A listening socket: opened from -l, or handed over by the launcher. */
+/* A worker process (-w), as its supervisor sees it. */
+struct worker {
+	pid_t		 pid;		/* -1: not running */
+	unsigned long	 started;	/* when it was forked */
+	unsigned long	 restart;	/* died young: fork it again then */
+};
+
+/*
+ * A listening socket: opened from -l, or handed over by the launcher.
+ * With workers that get one each (SO_SPREAD), worker k's is copy[k]
+ * (copy[0] is fd); ncopies 0: the workers share fd.
+ */
 struct listener {
 	int		 fd;
 	int		 pi;		/* its pollfd index this pass, or -1 */
 	int		 inherited;	/* not opened by us */
 	union sockaddr_any sa;		/* its address */
+	int		 copy[SOCKS5_MAXWORKERS];
+	int		 ncopies;
+	int		 shared;	/* in a worker: with the others */
 };
 
 /*
@@ -493,6 +535,7 @@ struct server {
 	/* The listeners, and refusing clients when full. */
 	struct listener	 ls[SOCKS5_LISTENERS];
 	int		 nls;
+	int		 spread;	/* workers to come: open for SO_SPREAD */
 	int		 listen_paused;
 	unsigned long	 listen_resume;	/* paused until then */
 	int		 spare_fd;	/* kept to refuse clients at EMFILE */
@@ -504,6 +547,8 @@ struct server {
 	long		 fd_reserved;	/* reserved by sessions */
 
 	/* Login pacing, by address. */
+	unsigned long	 pace_ms;	/* the delay: SOCKS5_AUTH_DELAY_MS for
+					   each worker */
 	struct pace	 authpace[SOCKS5_AUTH_TRACK];
 	int		 authpace_used;
 	unsigned long	 authpace_seq;	/* arrival order of waiting logins */
@@ -522,6 +567,11 @@ struct server {
 	struct lookup_ans inline_ans;	/* single-session mode: an answer */
 	int		 inline_ready;	/* ... for the loop's next pass */
 	unsigned long	 last_reap;	/* helpers checked then */
+
+	/* Workers (-w): in the supervisor, the workers; in each, its number. */
+	struct worker	 workers[SOCKS5_MAXWORKERS];
+	int		 nworkers;	/* 1: no supervisor, no workers */
+	int		 worker;	/* 1..nworkers in a worker, else 0 */
 
 	/* Running as a daemon, with a pid file. */
 	int		 ready_fd;	/* -d: tells the parent we are up */
@@ -2331,8 +2381,7 @@ state_enter(struct session *s, enum state st)
 			ms = (unsigned long)srv.handshake_ms;
 			break;
 		case T_PACED:
-			ms = (unsigned long)srv.handshake_ms +
-			    SOCKS5_AUTH_DELAY_MS;
+			ms = (unsigned long)srv.handshake_ms + srv.pace_ms;
 			break;
 		case T_BIND:
 			ms = (unsigned long)srv.bind_ms;
@@ -2949,7 +2998,7 @@ auth_answer(struct session *s)
 		    addr_str(peer, sizeof(peer), &s->peer),
 		    user_field(name, sizeof(name), s));
 		if ((i = authpace_find(s, 1)) >= 0)
-			srv.authpace[i].gate = srv.now + SOCKS5_AUTH_DELAY_MS;
+			srv.authpace[i].gate = srv.now + srv.pace_ms;
 		s->result = "auth-failed";
 		session_close_with(s, no, 2);
 		return;
@@ -2990,7 +3039,8 @@ on_login(struct session *s, const unsigned char *p, size_t n)
 	}
 	if (i >= 0 && (srv.authpace[i].waiting > 0 ||
 	    !DUE(srv.authpace[i].gate, srv.now))) {
-		most = (unsigned)(srv.handshake_ms / SOCKS5_AUTH_DELAY_MS);
+		most = (unsigned)((unsigned long)srv.handshake_ms /
+		    srv.pace_ms);
 		if (srv.authpace[i].waiting >= (most > 0 ? most : 1)) {
 			auth_refuse_paced(s);
 			return;
@@ -4196,6 +4246,17 @@ pfd_add(int fd, short events)
 	return srv.npfd++;
 }
 
+/*
+ * A worker (-w) with no room for a client leaves new ones to the other
+ * workers instead of refusing them; when all are full they wait in the
+ * listen backlog. A single server refuses them (clients_accept).
+ */
+static int
+worker_full(void)
+{
+	return srv.worker > 0 && (srv.nfree == 0 || fd_room() < 2);
+}
+
 /* Fill the poll set; returns the poll timeout in ms. */
 static int
 poll_build(void)
@@ -4210,7 +4271,7 @@ poll_build(void)
 	for (i = 0; i < srv.nresolvers; i++)
 		srv.helpers[i].pi = pfd_add(srv.helpers[i].fd, POLLIN);
 	for (i = 0; i < srv.nls; i++)
-		srv.ls[i].pi = srv.listen_paused ? -1 :
+		srv.ls[i].pi = srv.listen_paused || worker_full() ? -1 :
 		    pfd_add(srv.ls[i].fd, POLLIN);
 	for (i = 0; i < srv.nactive; i++) {
 		s = &srv.sess[srv.active[i]];
@@ -4373,9 +4434,12 @@ client_denied(const struct sockaddr *sa, socklen_t len)
 	return 1;
 }
 
-/* A listener is readable: take its clients until it has none. */
+/*
+ * A listener is readable: take its clients until it has none (a worker
+ * sharing it with the others takes one, and leaves them the rest).
+ */
 static void
-clients_accept(int lfd)
+clients_accept(struct listener *l)
 {
 	struct session	*s;
 	union {
@@ -4383,9 +4447,9 @@ clients_accept(int lfd)
 		struct sockaddr		 sa;
 	} peer;
 	socklen_t	 plen;
-	int		 fd;
+	int		 fd, lfd = l->fd, taken = 0;
 
-	for (;;) {
+	while (!worker_full() && !(l->shared && taken++ > 0)) {
 		plen = sizeof(peer);
 		fd = accept(lfd, &peer.sa, &plen);
 		if (fd == -1) {
@@ -4550,7 +4614,7 @@ loop_dispatch(void)
 	else
 		for (i = 0; i < srv.nls && !srv.listen_paused; i++)
 			if (ready(srv.ls[i].pi))
-				clients_accept(srv.ls[i].fd);
+				clients_accept(&srv.ls[i]);
 	authpace_run();
 	sessions_expire();
 }
@@ -4736,6 +4800,46 @@ listener_name(struct listener *l)
 		memset(&l->sa, 0, sizeof(l->sa));
 }
 
+/*
+ * A socket listening on a, or -1 (errno says why). With *spread, one of
+ * several on that address among which the kernel spreads clients
+ * (SO_SPREAD, for workers); *spread is 0 after when there is no such
+ * thing, or the kernel refused it.
+ */
+static int
+listen_socket(const union sockaddr_any *a, int *spread)
+{
+	int	 fd, one = 1, err;
+
+	if ((fd = socket(a->sa.sa_family, SOCK_STREAM, 0)) == -1)
+		return -1;
+	set_cloexec(fd);
+#ifdef IPV6_V6ONLY
+	/* "::" means IPv6 only, as on the BSDs: -l 0.0.0.0 -l :: for both */
+	if (a->sa.sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &one, sizeof(one)) == -1)
+		goto fail;
+#endif
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1)
+		goto fail;
+#ifdef SO_SPREAD
+	if (*spread && setsockopt(fd, SOL_SOCKET, SO_SPREAD, &one,
+	    sizeof(one)) == -1)
+		*spread = 0;
+#else
+	*spread = 0;
+#endif
+	if (bind(fd, &a->sa, sa_len(a)) == -1 ||
+	    listen(fd, SOCKS5_BACKLOG) == -1 || set_nonblock_new(fd) == -1)
+		goto fail;
+	return fd;
+fail:
+	err = errno;
+	(void)close(fd);
+	errno = err;
+	return -1;
+}
+
 /* Open a listener on spec (as -l takes it). */
 static int
 listener_open(const char *spec)
@@ -4743,38 +4847,21 @@ listener_open(const char *spec)
 	struct listener		*l = &srv.ls[srv.nls];
 	union sockaddr_any	 a;
 	socklen_t		 alen;
-	int			 one = 1;
+	int			 spread = srv.spread;
 
 	if (listen_spec_parse(&a, &alen, spec, srv.conf.port) == -1) {
 		logmsg(LOG_ERR, "fatal: bad listen address %s", spec);
 		return -1;
 	}
-	if ((l->fd = socket(a.sa.sa_family, SOCK_STREAM, 0)) == -1) {
-		logmsg(LOG_ERR, "fatal: listen on %s: %s", spec,
-		    strerror(errno));
-		return -1;
-	}
-	l->inherited = 0;
-	srv.nls++;				/* closed with the others */
-	set_cloexec(l->fd);
-#ifdef IPV6_V6ONLY
-	/* "::" means IPv6 only, as on the BSDs: -l 0.0.0.0 -l :: for both */
-	if (a.sa.sa_family == AF_INET6 && setsockopt(l->fd, IPPROTO_IPV6,
-	    IPV6_V6ONLY, &one, sizeof(one)) == -1) {
-		logmsg(LOG_ERR, "fatal: listen on %s: IPV6_V6ONLY: %s", spec,
-		    strerror(errno));
-		return -1;
-	}
-#endif
-	if (setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one,
-	    sizeof(one)) == -1 ||
-	    bind(l->fd, &a.sa, alen) == -1 ||
-	    listen(l->fd, SOCKS5_BACKLOG) == -1 ||
-	    set_nonblock_new(l->fd) == -1) {
+	if ((l->fd = listen_socket(&a, &spread)) == -1) {
 		logmsg(LOG_ERR, "fatal: listen on %s port %d: %s", spec,
 		    (int)sa_port(&a), strerror(errno));
 		return -1;
 	}
+	l->inherited = 0;
+	l->copy[0] = l->fd;
+	l->ncopies = spread;		/* 1: the workers may get copies */
+	srv.nls++;
 	listener_name(l);
 	return 0;
 }
@@ -4808,6 +4895,7 @@ listener_adopt(int fd)
 #endif
 	l->fd = fd;
 	l->inherited = 1;
+	l->ncopies = 0;			/* the workers share it */
 	srv.nls++;
 	set_cloexec(fd);
 	if (set_nonblock(fd) == -1) {
@@ -4845,8 +4933,72 @@ listeners_open(void)
 static void
 listeners_close(void)
 {
-	while (srv.nls > 0)
-		close_fd(&srv.ls[--srv.nls].fd);
+	struct listener	*l;
+	int		 k;
+
+	while (srv.nls > 0) {
+		l = &srv.ls[--srv.nls];
+		for (k = 1; k < l->ncopies; k++)
+			close_fd(&l->copy[k]);
+		l->ncopies = 0;
+		close_fd(&l->fd);
+	}
+}
+
+/*
+ * For n workers: a socket of its own for each (copy[k]) on the address
+ * of every listener that can have them; where that fails the workers
+ * share the listener, as they do one from the launcher.
+ */
+static void
+listeners_spread(int n)
+{
+	struct listener	*l;
+	char		 buf[64];
+	int		 i, k, spread;
+
+	for (i = 0; i < srv.nls; i++) {
+		l = &srv.ls[i];
+		for (k = 1; k < n && l->ncopies == k; k++) {
+			spread = 1;
+			if ((l->copy[k] = listen_socket(&l->sa, &spread)) >= 0 &&
+			    spread) {
+				l->ncopies++;
+				continue;
+			}
+			logmsg(LOG_WARNING, "warning: listen on %s: no socket "
+			    "for each worker (%s): they share one",
+			    addr_str(buf, sizeof(buf), &l->sa),
+			    l->copy[k] < 0 ? strerror(errno) : "not spread");
+			if (l->copy[k] >= 0)
+				close_fd(&l->copy[k]);
+			while (--k > 0)
+				close_fd(&l->copy[k]);
+			l->ncopies = 0;
+		}
+	}
+}
+
+/* In worker k (from 1): keep its own socket of each listener. */
+static void
+listeners_mine(int k)
+{
+	struct listener	*l;
+	int		 i, j;
+
+	for (i = 0; i < srv.nls; i++) {
+		l = &srv.ls[i];
+		l->shared = l->ncopies == 0;
+		if (l->shared)
+			continue;
+		for (j = 0; j < l->ncopies; j++)
+			if (j != k - 1 && l->copy[j] != l->fd)
+				close_fd(&l->copy[j]);
+		if (k - 1 != 0)
+			close_fd(&l->fd);
+		l->fd = l->copy[k - 1];
+		l->ncopies = 0;
+	}
 }
 
 /* Said last, when everything is up: tests and scripts wait for it. */
@@ -5129,6 +5281,8 @@ startup_common(const struct socks5_config *cf, int maxsess, int nspill,
 	    srv.conf.idle_timeout : SOCKS5_HANDSHAKE_SECS) * 1000;
 	srv.bind_ms = (srv.conf.idle_timeout < SOCKS5_BIND_SECS ?
 	    srv.conf.idle_timeout : SOCKS5_BIND_SECS) * 1000;
+	srv.nworkers = 1;
+	srv.pace_ms = SOCKS5_AUTH_DELAY_MS;
 	clock_update();
 	if (srv.conf.log == SOCKS5_LOG_SYSLOG)
 		openlog("socks5", LOG_PID | LOG_NDELAY, LOG_DAEMON);
@@ -5172,11 +5326,12 @@ socks5_stop(void)
 	on_signal(SIGTERM);
 }
 
-/* What main() adds around the loop (-d, -P, -U); the API has none. */
+/* What main() adds around the loop (-d, -P, -U, -w); the API has none. */
 struct run_opts {
 	int		 daemon;
 	const char	*pidfile;
 	const char	*user;
+	int		 workers;	/* 0 or 1: none */
 };
 
 static void	server_forget(void);
@@ -5201,7 +5356,7 @@ server_claim(void)
 
 /* Tables, descriptor limit and listener: what every server needs. */
 static int
-server_open(const struct socks5_config *cf)
+server_open(const struct socks5_config *cf, int workers)
 {
 	struct sigaction	 sa;
 	int			 maxsess, nspill, nudpbuf;
@@ -5224,6 +5379,7 @@ server_open(const struct socks5_config *cf)
 	sa.sa_handler = SIG_IGN;
 	(void)sigaction(SIGPIPE, &sa, NULL);
 	fdlimit_raise();
+	srv.spread = workers > 1;
 	if (listeners_open() == -1)
 		return -1;
 	srv.spare_fd = open("/dev/null", O_RDONLY);
@@ -5235,7 +5391,7 @@ socks5_open(const struct socks5_config *cf)
 {
 	if (server_claim() == -1)
 		return -1;
-	if (server_open(cf) == -1) {
+	if (server_open(cf, 1) == -1) {
 		socks5_close();
 		return -1;
 	}
@@ -5310,6 +5466,206 @@ socks5_close(void)
 	srv.open = 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* Workers (-w N): N copies of the loop under a supervisor.            */
+
+/*
+ * The process that opened the listeners forks N workers. Each is a
+ * whole server: its own copy of the tables (copy-on-write: zero pages
+ * until it uses them), its own resolver helpers, its own signal pipe,
+ * all of them accepting on the same listeners. Login pacing holds
+ * across them without shared state: each worker paces an address at N
+ * times the delay, so together they answer it no faster than one
+ * worker would. The supervisor passes SIGHUP, SIGUSR1 and SIGTERM on,
+ * and forks a worker again when one dies (a second later if it died
+ * within a second of its start, so a worker that cannot run does not
+ * become a fork loop).
+ */
+
+/* The signals the loop handles, blocked while a worker is forked. */
+static void
+signals_block(int how)
+{
+	sigset_t	 set;
+
+	(void)sigemptyset(&set);
+	(void)sigaddset(&set, SIGTERM);
+	(void)sigaddset(&set, SIGINT);
+	(void)sigaddset(&set, SIGHUP);
+	(void)sigaddset(&set, SIGCHLD);
+	(void)sigaddset(&set, SIGUSR1);
+#ifdef SIGINFO
+	(void)sigaddset(&set, SIGINFO);
+#endif
+	(void)sigprocmask(how, &set, NULL);
+}
+
+/* A signal pipe of this process's own (after a fork). */
+static int
+sig_pipe_open(void)
+{
+	close_fd(&sig_pipe[0]);
+	close_fd(&sig_pipe[1]);
+	if (pipe(sig_pipe) == -1)
+		return -1;
+	(void)set_nonblock(sig_pipe[0]);
+	(void)set_nonblock(sig_pipe[1]);
+	set_cloexec(sig_pipe[0]);
+	set_cloexec(sig_pipe[1]);
+	return 0;
+}
+
+/* In worker k (from 1): serve until SIGTERM, then exit. */
+static void
+worker_run(int k)
+{
+	int	 i;
+
+	srv.owner = getpid();
+	srv.worker = k;
+	for (i = 0; i < SOCKS5_MAXWORKERS; i++)
+		srv.workers[i].pid = -1;	/* the supervisor's */
+	listeners_mine(k);
+	got_term = got_hup = got_chld = got_status = 0;
+	if (sig_pipe_open() == -1) {
+		logmsg(LOG_ERR, "fatal: worker %d: pipe: %s", k,
+		    strerror(errno));
+		_exit(1);
+	}
+	signals_block(SIG_UNBLOCK);
+	clock_update();
+	srv.last_reap = srv.now;
+	fd_budget_start();
+	while (!got_term)
+		if (loop_once() == -1)
+			break;
+	socks5_close();
+	_exit(got_term ? 0 : 1);
+}
+
+/* Fork worker k (from 0). */
+static int
+worker_fork(int k)
+{
+	pid_t	 pid;
+
+	signals_block(SIG_BLOCK);
+	pid = fork();
+	if (pid == 0)
+		worker_run(k + 1);
+	signals_block(SIG_UNBLOCK);
+	if (pid == -1) {
+		logmsg(LOG_ERR, "warning: worker %d: fork: %s", k + 1,
+		    strerror(errno));
+		srv.workers[k].restart = srv.now + 1000UL;
+		return -1;
+	}
+	srv.workers[k].pid = pid;
+	srv.workers[k].started = srv.now;
+	return 0;
+}
+
+static void
+workers_signal(int sig)
+{
+	int	 k;
+
+	for (k = 0; k < srv.nworkers; k++)
+		if (srv.workers[k].pid > 0)
+			(void)kill(srv.workers[k].pid, sig);
+}
+
+/* Reap the workers that died: fork them again, now or in a second. */
+static void
+workers_reap(void)
+{
+	struct worker	*w;
+	int		 k, st;
+
+	for (k = 0; k < srv.nworkers; k++) {
+		w = &srv.workers[k];
+		if (w->pid <= 0 || waitpid(w->pid, &st, WNOHANG) != w->pid)
+			continue;
+		if (WIFSIGNALED(st))
+			logmsg(LOG_ERR, "warning: worker %ld killed by signal "
+			    "%d, restarting it", (long)w->pid, WTERMSIG(st));
+		else
+			logmsg(LOG_ERR, "warning: worker %ld exited with "
+			    "status %d, restarting it", (long)w->pid,
+			    WEXITSTATUS(st));
+		w->pid = -1;
+		w->restart = srv.now - w->started < 1000UL ?
+		    srv.now + 1000UL : srv.now;
+	}
+}
+
+/* Fork the workers whose time has come; the poll timeout till the next. */
+static int
+workers_start(void)
+{
+	unsigned long	 first = 0;
+	int		 k, have = 0;
+
+	for (k = 0; k < srv.nworkers; k++) {
+		if (srv.workers[k].pid > 0)
+			continue;
+		if (DUE(srv.workers[k].restart, srv.now) &&
+		    worker_fork(k) == 0)
+			continue;
+		timer_earliest(&first, &have, srv.workers[k].restart);
+	}
+	if (!have)
+		return -1;
+	return DUE(first, srv.now) ? 0 : (int)(first - srv.now);
+}
+
+/* The supervisor: n workers, until SIGTERM; then they stop, and it. */
+static int
+supervise(int n)
+{
+	struct pollfd	 p;
+	int		 k, timeout;
+
+	srv.nworkers = n;
+	srv.pace_ms = (unsigned long)SOCKS5_AUTH_DELAY_MS * (unsigned long)n;
+	for (k = 0; k < n; k++) {
+		srv.workers[k].pid = -1;
+		srv.workers[k].restart = srv.now;
+	}
+	while (!got_term) {
+		timeout = workers_start();
+		p.fd = sig_pipe[0];
+		p.events = POLLIN;
+		if (poll(&p, 1, timeout) == -1 && errno != EINTR) {
+			logmsg(LOG_ERR, "fatal: poll: %s", strerror(errno));
+			break;
+		}
+		clock_update();
+		signals_drain();
+		if (got_term)
+			break;
+		if (got_chld) {
+			got_chld = 0;
+			workers_reap();
+		}
+		if (got_hup) {
+			got_hup = 0;
+			workers_signal(SIGHUP);
+		}
+		if (got_status) {
+			got_status = 0;
+			workers_signal(SIGUSR1);
+		}
+	}
+	workers_signal(SIGTERM);
+	for (k = 0; k < n; k++)
+		while (srv.workers[k].pid > 0 &&
+		    waitpid(srv.workers[k].pid, NULL, 0) == -1 &&
+		    errno == EINTR)
+			;
+	return 0;
+}
+
 /* Run the server's own loop until a signal ends it. */
 static int
 serve_loop(const struct socks5_config *cf, const struct run_opts *ro)
@@ -5318,8 +5674,10 @@ serve_loop(const struct socks5_config *cf, const struct run_opts *ro)
 
 	if (server_claim() == -1)
 		return -1;
-	if (server_open(cf) == -1)
+	if (server_open(cf, ro->workers) == -1)
 		goto out;
+	if (ro->workers > 1)		/* as the user that bound them */
+		listeners_spread(ro->workers);
 	if (pipe(sig_pipe) == -1)
 		goto out;
 	(void)set_nonblock(sig_pipe[0]);
@@ -5340,6 +5698,10 @@ serve_loop(const struct socks5_config *cf, const struct run_opts *ro)
 	fd_budget_start();
 	listening_log();
 	daemon_ready();
+	if (ro->workers > 1) {
+		r = supervise(ro->workers);
+		goto out;
+	}
 	while (!got_term)
 		if (loop_once() == -1)
 			goto out;
@@ -5474,7 +5836,7 @@ usage(FILE *fp)
 	    "[-f secs]\n"
 	    "              [-l addr] [-m bufs] [-p port] [-P pidfile] "
 	    "[-t secs]\n"
-	    "              [-u file] [-U user]\n");
+	    "              [-u file] [-U user] [-w workers]\n");
 }
 
 /* A decimal number in [lo, hi], or -1. */
@@ -5663,6 +6025,9 @@ option(struct cmdline *cl, int ch, const char *arg)
 	case 'V':
 		(void)printf("socks5 %s\n", SOCKS5_RELEASE);
 		return 0;
+	case 'w':
+		return opt_number(&cl->ro.workers, arg, 1, SOCKS5_MAXWORKERS,
+		    "worker count");
 	default:
 		usage(stderr);
 		return 64;
@@ -5784,7 +6149,7 @@ main(int argc, char *argv[])
 
 	memset(&cl, 0, sizeof(cl));
 	socks5_config_init(&cl.cf);
-	while ((ch = getopt(argc, argv, "46a:b:c:de:f:hil:m:p:P:t:u:U:Vv")) != -1)
+	while ((ch = getopt(argc, argv, "46a:b:c:de:f:hil:m:p:P:t:u:U:Vvw:")) != -1)
 		if ((r = option(&cl, ch, optarg)) != OPT_TAKEN)
 			return r;
 	if (optind != argc) {

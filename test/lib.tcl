@@ -1038,6 +1038,14 @@ testConstraint ipv6 [expr {![catch {
     close [socket -server ::lib::noop -myaddr ::1 0]
 }]}]
 testConstraint root [expr {[exec id -u] == 0}]
+# oneProcess: the server under test is one process (no "-w N", N > 1, in
+# $SOCKS5): tests that read its table size, its refusals, its status line
+# or its children by pid depend on that, and say so.
+set ::lib::workers 1
+if {[set i [lsearch -exact $::SOCKS5 -w]] >= 0} {
+    set ::lib::workers [lindex $::SOCKS5 [expr {$i + 1}]]
+}
+testConstraint oneProcess [expr {$::lib::workers == 1}]
 set ::lib::inetd {}
 
 # Kill everything this process started and remove temporary files.
