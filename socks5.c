@@ -2203,8 +2203,13 @@ lookups_dispatch(void)
 
 	for (i = 0; i < srv.nresolvers && srv.nqueued > 0; i++)
 		if (helper_abandoned(&srv.helpers[i]) &&
-		    DUE(srv.helpers[i].since + SOCKS5_ABANDON_MS, srv.now))
+		    DUE(srv.helpers[i].since + SOCKS5_ABANDON_MS, srv.now)) {
+			if (srv.conf.verbose > 0)
+				logmsg(LOG_INFO, "resolver %ld replaced: busy "
+				    "with a lookup nobody wants",
+				    (long)srv.helpers[i].pid);
 			resolver_replace(i);
+		}
 	while (srv.nqueued > 0 && (h = resolver_idle()) != NULL &&
 	    (s = lookup_oldest()) != NULL) {
 		lookup_req_fill(&q, s);
