@@ -8,6 +8,10 @@
 #                             a client through the proxy at host:port:
 #                             greeting, CONNECT to the echo target, 20000
 #                             bytes echoed byte-exact; "ok" or what failed
+#   listen_lookup host port   a CONNECT to "localhost" (a name: a resolver
+#                             helper looks it up, forked for it if none
+#                             runs) through the proxy at host:port:
+#                             "answered" (any REP), or "eof"/"timeout"
 #   listen_lines text         the "socks5: listening on ADDR[ (from the
 #                             launcher)]" lines of a log, as a list of
 #                             {ADDR launcher|own}
@@ -93,6 +97,20 @@ proc listen_relay {host port {seed 1}} {
         }
     } msg]} {
         set out $msg
+    }
+    sock_close $c
+    return $out
+}
+
+proc listen_lookup {host port} {
+    set e [echo_target]
+    set c [sock_open $host $port]
+    set out eof
+    catch {
+        socks_handshake $c
+        set r [socks_connect $c localhost [dict get $e port]]
+        set out [expr {[dict get $r status] eq "ok" ? "answered" :
+                [dict get $r status]}]
     }
     sock_close $c
     return $out
