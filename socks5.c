@@ -5018,9 +5018,14 @@ listening_log(void)
 	    (unsigned long)sizeof(unsigned long) * 8, 0UL - srv.now);
 #endif
 	for (i = 0; i < srv.nls && srv.conf.verbose > 0; i++)
-		logmsg(LOG_INFO, "listening on %s%s",
-		    addr_str(buf, sizeof(buf), &srv.ls[i].sa),
-		    srv.ls[i].inherited ? " (from the launcher)" : "");
+		if (srv.ls[i].sa.sa.sa_family != AF_INET &&
+		    srv.ls[i].sa.sa.sa_family != AF_INET6)	/* AF_UNIX */
+			logmsg(LOG_INFO, "listening on descriptor %d (from the "
+			    "launcher)", srv.ls[i].fd);
+		else
+			logmsg(LOG_INFO, "listening on %s%s",
+			    addr_str(buf, sizeof(buf), &srv.ls[i].sa),
+			    srv.ls[i].inherited ? " (from the launcher)" : "");
 }
 
 /*
@@ -6125,7 +6130,8 @@ socket_from_inetd(struct cmdline *cl)
 /*
  * Listening sockets passed by the launcher replace -l: returns 0 (none,
  * or taken) or an exit status. In inetd's wait mode the server runs as
- * without -i (and without -d: inetd waits for it to exit).
+ * without -i, and without -d: inetd waits for it to exit. (From systemd,
+ * -d works as ever.)
  */
 static int
 launcher_sockets(struct cmdline *cl)
@@ -6142,7 +6148,9 @@ launcher_sockets(struct cmdline *cl)
 	}
 	cl->cf.listen_fds = cl->lfds;
 	cl->cf.nlisten_fds = n;
-	cl->inetd = cl->ro.daemon = 0;
+	if (cl->inetd)
+		cl->ro.daemon = 0;
+	cl->inetd = 0;
 	return 0;
 }
 

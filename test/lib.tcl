@@ -203,7 +203,9 @@ proc ::lib::exited {pid} {
     if {[eof $pipe]} {
         set gone 1
     } elseif {[catch {open /proc/$pid/stat r} f] == 0} {
-        set stat [read $f]
+        if {[catch {read $f} stat]} {
+            set stat ""		;# it ended while we read (ESRCH)
+        }
         close $f
         if {[regexp {\) ([A-Za-z]) } $stat -> state] && $state in {Z X}} {
             set gone 1
