@@ -119,7 +119,7 @@ proc listen_lookup {host port} {
 proc listen_lines {text} {
     set out {}
     foreach {-> a l} [regexp -all -inline -line \
-            {^socks5: listening on (\S+)( \(from the launcher\))?$} $text] {
+            {^socks5: listening on ((?:descriptor )?\S+)( \(from the launcher\))?$} $text] {
         lappend out [list $a [expr {$l eq "" ? "own" : "launcher"}]]
     }
     return $out
