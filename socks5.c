@@ -1999,7 +1999,7 @@ resolver_idle(void)
 }
 
 static void	lookup_queue(struct session *);
-static int	helper_retiring(const struct helper *);
+static int	helper_is_idle(const struct helper *);
 
 /*
  * Helper i is gone (died, or killed by us): its socket is closed and
@@ -2091,14 +2091,14 @@ resolvers_retire(void)
 	int	 i;
 
 	for (i = 0; i < srv.nresolvers; i++)
-		if (helper_retiring(&srv.helpers[i]) &&
+		if (helper_is_idle(&srv.helpers[i]) &&
 		    DUE(srv.helpers[i].since + SOCKS5_HELPER_IDLE_MS, srv.now))
 			resolver_retire(i);
 }
 
-/* Is helper h idle (and so, in time, to be retired)? */
+/* Is helper h running with nothing to do (and so, in time, retired)? */
 static int
-helper_retiring(const struct helper *h)
+helper_is_idle(const struct helper *h)
 {
 	return h->pid > 0 && h->slot < 0;
 }
@@ -2188,7 +2188,8 @@ helper_abandoned(const struct helper *h)
 }
 
 /*
- * Hand the queued lookups to idle helpers. A helper that has held a
+ * Hand the queued lookups to idle helpers, forking one where none is
+ * idle (resolver_idle). A helper that has held a
  * lookup nobody wants for SOCKS5_ABANDON_MS while others wait is
  * replaced first: a name that never answers cannot keep helpers busy
  * for their whole resolver timeout after its clients left.
@@ -2199,7 +2200,7 @@ lookups_dispatch(void)
 	struct lookup_req	 q;
 	struct helper		*h;
 	struct session		*s;
-	int			 i;
+	int			 i, tries;
 
 	for (i = 0; i < srv.nresolvers && srv.nqueued > 0; i++)
 		if (helper_abandoned(&srv.helpers[i]) &&
@@ -2210,8 +2211,9 @@ lookups_dispatch(void)
 				    (long)srv.helpers[i].pid);
 			resolver_replace(i);
 		}
-	while (srv.nqueued > 0 && (h = resolver_idle()) != NULL &&
-	    (s = lookup_oldest()) != NULL) {
+	for (tries = 0; tries < 2 * SOCKS5_RESOLVERS && srv.nqueued > 0 &&
+	    (h = resolver_idle()) != NULL && (s = lookup_oldest()) != NULL;
+	    tries++) {
 		lookup_req_fill(&q, s);
 		if (write(h->fd, &q, sizeof(q)) != (ssize_t)sizeof(q)) {
 			resolver_replace((int)(h - srv.helpers)); /* it died */
@@ -2249,7 +2251,7 @@ lookups_next(unsigned long *first, int *have)
 		if (srv.nqueued > 0 && helper_abandoned(h))
 			timer_earliest(first, have, h->since +
 			    SOCKS5_ABANDON_MS);
-		else if (helper_retiring(h))
+		else if (helper_is_idle(h))
 			timer_earliest(first, have, h->since +
 			    SOCKS5_HELPER_IDLE_MS);
 	}
