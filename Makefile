@@ -17,6 +17,12 @@
 #                        not by the load of the neighbours.
 #   make install         install the binary and the man page
 #   make portable        build with every compiler at hand, print sizes
+#                        (the zig cc rows: macOS x86_64 and aarch64,
+#                        static musl mipsel, armhf, aarch64 and i386)
+#   make cross           only the binaries the suite can run, into $(XBIN)
+#   make zig             install the pinned zig (0.11.0) from the npm
+#                        registry into ~/.cache/socks5-zig (ZIG=path uses
+#                        another; test/zig-install.sh)
 #   make test-musl       the suite against a static musl build
 #   make test-mips       the suite against big-endian MIPS under qemu-mips
 #   make test-clock32    the time and size tests against a 32-bit (MIPS)
@@ -51,6 +57,7 @@ TESTS	=
 FUZZSECS = 60
 XBIN	= test/tmp-bin
 QEMU_MIPS = qemu-mips -L /usr/mips-linux-gnu
+ZIG	=
 CLOCKTESTS = clockwrap sizes timeout bruteforce pacing udp-frag udplate \
 	lookupqueue tablefull spillpool handshakepool status halfclose \
 	bigtransfer
@@ -63,8 +70,8 @@ SANFLAGS = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer
 
 # (GNU and BSD make: test/ is a directory, and the other names are no files)
-.PHONY: all test test-sanitize test-valgrind portable cross test-musl test-mips \
-	test-clock32 fuzz fuzz-run fuzz-regress bench mutants chaos chaos-ci \
+.PHONY: all test test-sanitize test-valgrind portable cross zig test-musl \
+	test-mips test-clock32 fuzz fuzz-run fuzz-regress bench mutants chaos chaos-ci \
 	install clean
 
 all: socks5
@@ -104,10 +111,13 @@ test-valgrind: socks5
 	sh test/valgrind.sh $(TESTS)
 
 portable:
-	sh test/portable.sh
+	ZIG="$(ZIG)" sh test/portable.sh
 
 cross:
-	sh test/portable.sh --build-only $(XBIN)
+	ZIG="$(ZIG)" sh test/portable.sh --build-only $(XBIN)
+
+zig:
+	sh test/zig-install.sh
 
 test-musl: cross
 	j="$(JOBS)"; SOCKS5="$$(pwd)/$(XBIN)/socks5.musl" TEST_JOBS="$${j:-2}" \
