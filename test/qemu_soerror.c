@@ -14,6 +14,11 @@
  * values 100..113 are mapped: no MIPS errno lies in that range, so a
  * value that is already a MIPS errno (a fixed qemu, real hardware) is
  * left alone.
+ *
+ * A linker without --wrap (zig cc 0.11's): build socks5.c and this file
+ * with -Dgetsockopt=qemu_soerror_getsockopt instead (socks5.mipsel-qemu).
+ * The macro renames socks5.c's calls; here it is undone, and the wrapper
+ * takes that name and calls the real getsockopt.
  */
 
 #define _XOPEN_SOURCE 600
@@ -23,15 +28,24 @@
 #include <errno.h>
 #include <stddef.h>
 
-int	__real_getsockopt(int, int, int, void *, socklen_t *);
-int	__wrap_getsockopt(int, int, int, void *, socklen_t *);
+#if defined(getsockopt)		/* -Dgetsockopt=qemu_soerror_getsockopt */
+#undef getsockopt
+#define REAL_GETSOCKOPT	getsockopt
+#define WRAP_GETSOCKOPT	qemu_soerror_getsockopt
+#else				/* -Wl,--wrap=getsockopt */
+#define REAL_GETSOCKOPT	__real_getsockopt
+#define WRAP_GETSOCKOPT	__wrap_getsockopt
+#endif
+
+int	REAL_GETSOCKOPT(int, int, int, void *, socklen_t *);
+int	WRAP_GETSOCKOPT(int, int, int, void *, socklen_t *);
 
 int
-__wrap_getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+WRAP_GETSOCKOPT(int fd, int level, int name, void *val, socklen_t *len)
 {
 	int	 r, *e;
 
-	r = __real_getsockopt(fd, level, name, val, len);
+	r = REAL_GETSOCKOPT(fd, level, name, val, len);
 	if (r != 0 || level != SOL_SOCKET || name != SO_ERROR ||
 	    val == NULL || len == NULL || *len < (socklen_t)sizeof(int))
 		return r;
