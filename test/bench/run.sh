@@ -529,6 +529,8 @@ spread() {
 	[ -s "$1" ] || { echo; return; }
 	sort -g "$1" | awk '{ v[NR] = $1 }
 	    END {
+		if (NR < 2)
+			exit
 		m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
 		if (m < 0)
 			m = -m
