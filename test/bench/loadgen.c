@@ -11,6 +11,7 @@
  *
  *   stream          single stream, upload then download, GiB/s
  *   streams N       N parallel streams, aggregate GiB/s and fairness
+ *                   (and every byte moved, for CPU per GiB)
  *   sessions        sessions/s, sequential then -c concurrent (32)
  *   rtt             64-byte round trip through one session, µs
  *   udp             512-byte datagrams echoed, window -W (32), per second
@@ -670,7 +671,7 @@ run_streams(int n, int up, const char *prefix)
 {
 	struct stream	*s;
 	pthread_t	*th;
-	uint64_t	*b0, d, total = 0, mn = UINT64_MAX, mx = 0;
+	uint64_t	*b0, d, total = 0, all = 0, mn = UINT64_MAX, mx = 0;
 	double		 t0, t1;
 	int		 i, failed = 0;
 	unsigned char	 m = up ? 'U' : 'D';
@@ -712,9 +713,12 @@ run_streams(int n, int up, const char *prefix)
 	for (i = 0; i < n; i++) {
 		pthread_join(th[i], NULL);
 		close(s[i].fd);
+		all += s[i].bytes;
 	}
 	printf("%s_gibps=%.4f\n", prefix, (double)total / (t1 - t0) /
 	    (1024.0 * 1024 * 1024));
+	/* every byte of the run, warm-up included: for CPU per GiB */
+	printf("%s_total_bytes=%llu\n", prefix, (unsigned long long)all);
 	if (n > 1) {
 		printf("%s_fair=%.3f\n", prefix, mx ? (double)mn / mx : 0.0);
 		printf("%s_min_mib=%.1f\n%s_max_mib=%.1f\n", prefix,

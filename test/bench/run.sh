@@ -1,21 +1,27 @@
 #!/bin/sh
-# test/bench/run.sh - benchmark ./socks5 against microsocks, Dante and a
-# direct (no proxy) baseline, on loopback only. Run by hand:
+# test/bench/run.sh - benchmark ./socks5 (one process, and -w 2) against
+# microsocks, Dante and a direct (no proxy) baseline, on loopback only.
+# Run by hand:
 #
-#     sh test/bench/run.sh [--quick] [--only NAME] [--keep]
+#     sh test/bench/run.sh [--quick] [--only NAME] [--keep] [--no-rerun]
 #
 #   --quick      one repetition, short durations (about a minute)
 #   --only NAME  one row or group: stream stream-up stream-down streams
 #                streams-up streams-down sessions sessions-seq sessions-c32
-#                rtt cpu udp memory rss-session rss-idle size
+#                rtt cpu udp idle memory rss-session rss-idle size
 #   --keep       keep the work directory (raw loadgen output, logs)
+#   --no-rerun   do not rerun a figure whose spread is over 25 %
 #
 # Everything runs on 127.0.0.1: the load generator (test/bench/loadgen.c)
 # runs its own target (sink/source/echo) in a forked child. Each row is
 # measured for every server in turn, servers alternating, three
-# repetitions (rotating the order), and the median is printed. A fresh
-# server is started for every measurement and stopped (by pid) after it.
-# Every loadgen run has its own time bound (alarm), every wait here too.
+# repetitions (rotating the order), and the median is printed with the
+# spread of the repetitions, (max - min) / median. A figure whose spread
+# is over 25 % is measured again (three more repetitions of that server
+# alone); the set with the smaller spread is kept, both are printed, and
+# a figure still over 25 % is marked with a '*'. A fresh server is
+# started for every measurement and stopped (by pid) after it. Every
+# loadgen run has its own time bound (alarm), every wait here too.
 
 set -u
 
@@ -25,13 +31,16 @@ TOP=$(pwd)
 QUICK=0
 ONLY=
 KEEP=0
+RERUN=1
+SPREADMAX=25
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick)	QUICK=1 ;;
 	--only)		shift; ONLY=${1:-} ;;
 	--only=*)	ONLY=${1#--only=} ;;
 	--keep)		KEEP=1 ;;
-	-h|--help)	sed -n '2,19p' "$0"; exit 0 ;;
+	--no-rerun)	RERUN=0 ;;
+	-h|--help)	sed -n '2,26p' "$0"; exit 0 ;;
 	*)		echo "run.sh: unknown option $1" >&2; exit 64 ;;
 	esac
 	shift
@@ -56,7 +65,7 @@ want() {
 }
 case $ONLY in
 ''|stream|stream-up|stream-down|streams|streams-up|streams-down|\
-sessions|sessions-seq|sessions-c32|rtt|rtt-p50|cpu|udp|memory|hold|\
+sessions|sessions-seq|sessions-c32|rtt|rtt-p50|cpu|udp|idle|memory|hold|\
 rss-session|rss-idle|size) ;;
 *)	echo "run.sh: unknown row $ONLY" >&2; exit 64 ;;
 esac
@@ -158,7 +167,9 @@ DANTED=$(find_bin /usr/sbin/danted /usr/bin/danted /usr/local/sbin/danted)
 [ -z "$DANTED" ] && apt_install dante-server &&
 	DANTED=$(find_bin /usr/sbin/danted)
 
-SERVERS="socks5"
+# socks5-w2 is ./socks5 -w 2: a supervisor and two workers, each with
+# its own SO_REUSEPORT listening socket on Linux.
+SERVERS="socks5 socks5-w2"
 if [ -n "$MICROSOCKS" ]; then
 	SERVERS="$SERVERS microsocks"
 else
@@ -196,6 +207,10 @@ descendants() {
 	}'
 }
 
+# SOCKS5_OPT: more options for socks5 (-c 64 in the idle group); the
+# peers have no session limit to set (see the notes at the end).
+SOCKS5_OPT=
+
 start_server() {	# name [taskset prefix words...]
 	name=$1
 	shift
@@ -206,7 +221,10 @@ start_server() {	# name [taskset prefix words...]
 	log=$WORK/$name.log
 	case $name in
 	socks5)
-		"$@" "$WORK/socks5" -p "$PORT" >>"$log" 2>&1 &
+		"$@" "$WORK/socks5" -p "$PORT" $SOCKS5_OPT >>"$log" 2>&1 &
+		SPID=$! ;;
+	socks5-w2)
+		"$@" "$WORK/socks5" -w 2 -p "$PORT" $SOCKS5_OPT >>"$log" 2>&1 &
 		SPID=$! ;;
 	microsocks)
 		"$@" "$MICROSOCKS" -i 127.0.0.1 -p "$PORT" >>"$log" 2>&1 &
@@ -325,9 +343,11 @@ measure() {
 	pin=
 	[ "$g" = rtt ] && pin="taskset -c 0"
 	case $g:$s in
-	udp:microsocks|cpu:direct|memory:direct)
+	udp:microsocks|cpu:direct|memory:direct|idle:direct)
 		return 0 ;;
 	esac
+	SOCKS5_OPT=
+	[ "$g" = idle ] && SOCKS5_OPT="-c 64"
 	start_server "$s" $pin || return 0
 	xp=
 	[ -n "$PORT" ] && xp="-x $PORT"
@@ -338,11 +358,26 @@ measure() {
 		put stream-down "$s" "$(get down_gibps "$out")"
 		;;
 	streams)
+		c0=
+		[ -n "$SPID" ] && c0=$(cpu_ticks "$SPID")
 		$LG $xp -t "$T" -w "$W" streams $NSTREAMS >"$out" 2>&1
 		put streams-up "$s" "$(get up_gibps "$out")"
 		put streams-down "$s" "$(get down_gibps "$out")"
 		put streams-up-fair "$s" "$(get up_fair "$out")"
 		put streams-down-fair "$s" "$(get down_fair "$out")"
+		# CPU per GiB at $NSTREAMS streams: every byte of the run
+		# (warm-up included) against the server's CPU over the run
+		bu=$(get up_total_bytes "$out")
+		bd=$(get down_total_bytes "$out")
+		if [ -n "$c0" ] && [ -n "$bu" ] && [ -n "$bd" ]; then
+			sleep 0.2
+			c1=$(cpu_ticks "$SPID")
+			hz=$(getconf CLK_TCK)
+			put cpu50 "$s" "$(awk -v a="$c0" -v b="$c1" -v hz="$hz" \
+			    -v u="$bu" -v d="$bd" 'BEGIN { printf "%.4f",
+			    (b - a) / hz / ((u + d) / 1073741824) }')"
+			echo "cpu_ticks=$((c1 - c0)) hz=$hz" >>"$out"
+		fi
 		;;
 	sessions)
 		$LG $xp -t "$T" -w "$W" -c 32 sessions >"$out" 2>&1
@@ -374,6 +409,9 @@ measure() {
 			echo "cpu_ticks=$((c1 - c0)) hz=$hz" >>"$out"
 		fi
 		;;
+	idle)
+		measure_idle "$s" "$out"
+		;;
 	memory)
 		measure_memory "$s" "$out"
 		;;
@@ -384,20 +422,43 @@ measure() {
 	stop_server
 }
 
-# memory rows: RSS idle, then with $HOLD idle sessions held
+# the whole process tree: the server and all its descendants
+tree_of() {
+	echo "$1" $(descendants "$1")
+}
+
+# idle footprint (socks5 with -c 64): PSS and RSS of the whole tree,
+# from /proc/PID/smaps_rollup, 1 s after the server answered
+measure_idle() {
+	s=$1
+	out=$2
+	sleep 1
+	tree=$(tree_of "$SPID")
+	p0=$(kb_sum Pss smaps_rollup $tree)
+	r0=$(kb_sum Rss smaps_rollup $tree)
+	{
+		echo "tree=$tree"
+		echo "tree_pss_kb=$p0"
+		echo "tree_rss_kb=$r0"
+		for p in $tree; do
+			echo "pid $p: $(tr '\0' ' ' <"/proc/$p/cmdline" \
+			    2>/dev/null) pss_kb=$(kb_sum Pss smaps_rollup $p)" \
+			    "rss_kb=$(kb_sum Rss smaps_rollup $p)"
+		done
+	} >"$out"
+	put pss-idle64 "$s" "$p0"
+	put rss-idle64 "$s" "$r0"
+}
+
+# memory rows (defaults: socks5 -c 1024): PSS and RSS of the whole tree
+# idle, then with $HOLD idle sessions held; per held session
 measure_memory() {
 	s=$1
 	out=$2
 	sleep 0.5
-	if [ "$s" = socks5 ]; then
-		pids=$SPID	# the main process only, not the helpers
-	else
-		pids="$SPID $(descendants "$SPID")"
-	fi
-	tree="$SPID $(descendants "$SPID")"
-	r0=$(kb_sum VmRSS status $pids)
+	tree=$(tree_of "$SPID")
+	r0=$(kb_sum Rss smaps_rollup $tree)
 	p0=$(kb_sum Pss smaps_rollup $tree)
-	t0=$(kb_sum VmRSS status $tree)
 	rm -f "$WORK/hold.fifo"
 	mkfifo "$WORK/hold.fifo" || return 0
 	"$LG" -x "$PORT" -t 300 hold "$HOLD" <"$WORK/hold.fifo" \
@@ -412,13 +473,9 @@ measure_memory() {
 		i=$((i + 1))
 	done
 	sleep 1
-	if [ "$s" != socks5 ]; then
-		pids="$SPID $(descendants "$SPID")"
-	fi
-	tree="$SPID $(descendants "$SPID")"
-	r1=$(kb_sum VmRSS status $pids)
+	tree=$(tree_of "$SPID")
+	r1=$(kb_sum Rss smaps_rollup $tree)
 	p1=$(kb_sum Pss smaps_rollup $tree)
-	t1=$(kb_sum VmRSS status $tree)
 	nproc=$(echo $tree | wc -w)
 	held=$(get held "$out.hold")
 	exec 8>&-
@@ -432,10 +489,8 @@ measure_memory() {
 	wait "$LGPID" 2>/dev/null
 	LGPID=
 	{
-		echo "rss0_kb=$r0"
-		echo "rss1_kb=$r1"
-		echo "tree_rss0_kb=$t0"
-		echo "tree_rss1_kb=$t1"
+		echo "tree_rss0_kb=$r0"
+		echo "tree_rss1_kb=$r1"
 		echo "tree_pss0_kb=$p0"
 		echo "tree_pss1_kb=$p1"
 		echo "tree_procs_held=$nproc"
@@ -447,12 +502,98 @@ measure_memory() {
 		[ "$held" -lt "$HOLD" ] &&
 			say "run.sh: $s: only $held of $HOLD sessions held"
 		put rss-session "$s" "$(awk -v a="$r0" -v b="$r1" \
-		    -v n="$HOLD" 'BEGIN { printf "%.2f", (b - a) / n }')"
+		    -v n="$held" 'BEGIN { printf "%.2f", (b - a) / n }')"
 		put pss-session "$s" "$(awk -v a="$p0" -v b="$p1" \
-		    -v n="$HOLD" 'BEGIN { printf "%.2f", (b - a) / n }')"
+		    -v n="$held" 'BEGIN { printf "%.2f", (b - a) / n }')"
 		put procs-held "$s" "$nproc"
 		put held "$s" "$held"
 	fi
+}
+
+# rows each group measures (for the spread and its reruns)
+group_keys() {
+	case $1 in
+	stream)		echo stream-up stream-down ;;
+	streams)	echo streams-up streams-down cpu50 ;;
+	sessions)	echo sessions-seq sessions-c32 ;;
+	rtt)		echo rtt-p50 ;;
+	cpu)		echo cpu ;;
+	udp)		echo udp ;;
+	idle)		echo pss-idle64 rss-idle64 ;;
+	memory)		echo rss-idle pss-idle rss-session pss-session ;;
+	esac
+}
+
+# spread of a file of repetitions: (max - min) / |median|, in percent
+spread() {
+	[ -s "$1" ] || { echo; return; }
+	sort -g "$1" | awk '{ v[NR] = $1 }
+	    END {
+		if (NR < 2)
+			exit
+		m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+		if (m < 0)
+			m = -m
+		if (m == 0)
+			print (v[NR] == v[1] ? 0 : 100)
+		else
+			printf "%.1f\n", 100 * (v[NR] - v[1]) / m
+	}'
+}
+
+# over SPREAD: is a spread (percent) over $SPREADMAX?
+over() {
+	awk -v a="$1" -v b="$SPREADMAX" 'BEGIN { exit !(a > b) }'
+}
+
+# A server's figures of group $1 whose spread is over $SPREADMAX: measure
+# that server $REPS more times; per figure keep the set with the smaller
+# spread (the other stays in $RES/KEY.SERVER.first or .rerun).
+rerun_spread() {
+	g=$1
+	for sv in $SERVERS; do
+		bad=
+		for key in $(group_keys "$g"); do
+			sp=$(spread "$RES/$key.$sv")
+			[ -n "$sp" ] && over "$sp" && bad="$bad $key"
+		done
+		[ -n "$bad" ] || continue
+		say "run.sh: $g/$sv: spread over $SPREADMAX %:$bad; rerun"
+		for key in $bad; do
+			mv "$RES/$key.$sv" "$RES/$key.$sv.first"
+		done
+		for key in $(group_keys "$g"); do
+			[ -f "$RES/$key.$sv" ] && mv "$RES/$key.$sv" "$RES/$key.$sv.kept"
+		done
+		rr=1
+		while [ $rr -le $REPS ]; do
+			measure "$g" "$sv" "rerun$rr"
+			rr=$((rr + 1))
+		done
+		for key in $(group_keys "$g"); do
+			if [ -f "$RES/$key.$sv.kept" ]; then
+				# not over: its first set stays; the rerun's aside
+				[ -f "$RES/$key.$sv" ] &&
+				    mv "$RES/$key.$sv" "$RES/$key.$sv.extra"
+				mv "$RES/$key.$sv.kept" "$RES/$key.$sv"
+				continue
+			fi
+			[ -f "$RES/$key.$sv.first" ] || continue
+			a=$(spread "$RES/$key.$sv.first")
+			b=$(spread "$RES/$key.$sv")
+			if [ -z "$b" ] || ! awk -v a="$a" -v b="$b" \
+			    'BEGIN { exit !(b < a) }'; then
+				[ -f "$RES/$key.$sv" ] &&
+				    mv "$RES/$key.$sv" "$RES/$key.$sv.rerun"
+				mv "$RES/$key.$sv.first" "$RES/$key.$sv"
+				kept=first
+			else
+				kept=rerun
+			fi
+			echo "$key $sv first=$a% rerun=${b:--}% kept=$kept" \
+			    >>"$RES/reruns"
+		done
+	done
 }
 
 # ------------------------------------------------------------------
@@ -478,9 +619,9 @@ busy=$(ps -e -o pcpu= -o pid= -o args= --sort=-pcpu 2>/dev/null |
 $busy"
 
 START=$(date +%s)
-for g in stream streams sessions rtt cpu udp memory; do
+for g in stream streams sessions rtt cpu udp idle memory; do
 	want $g || continue
-	say "== $g"
+	say "== $g (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 	rep=1
 	while [ $rep -le $REPS ]; do
 		for s in $(order $rep); do
@@ -488,6 +629,7 @@ for g in stream streams sessions rtt cpu udp memory; do
 		done
 		rep=$((rep + 1))
 	done
+	[ $RERUN = 1 ] && [ $REPS -gt 1 ] && rerun_spread "$g"
 done
 
 # size: nothing to run
@@ -502,6 +644,8 @@ fi
 # ------------------------------------------------------------------
 # Table.
 
+COLS="socks5 socks5-w2 microsocks dante direct"
+
 med() { median "$RES/$1.$2"; }
 
 # fmt value format -> formatted, or "-" when empty
@@ -510,26 +654,34 @@ fmt() {
 	awk -v v="$1" -v f="$2" 'BEGIN { printf f, v }'
 }
 
-# ratio row better(hi|lo) -> socks5 / best peer
-ratio() {
-	s=$(med "$1" socks5)
+# best peer of a row: max (hi) or min (lo) of microsocks and dante
+best() {	# row hi|lo
 	m=$(med "$1" microsocks)
 	d=$(med "$1" dante)
-	awk -v s="$s" -v m="$m" -v d="$d" -v b="$2" 'BEGIN {
-		if (s == "") { print "-"; exit }
+	awk -v m="$m" -v d="$d" -v b="$2" 'BEGIN {
 		best = ""
 		if (m != "") best = m
 		if (d != "" && (best == "" || (b == "hi" ? d > best : d < best)))
 			best = d
-		if (best == "" || best == 0) { print "-"; exit }
-		printf "%.2fx", s / best
+		print best
 	}'
 }
 
-W1=36
-W2=17
+# ratio row server better(hi|lo) -> server / best peer
+ratio() {
+	v=$(med "$1" "$2")
+	bp=$(best "$1" "$3")
+	awk -v s="$v" -v b="$bp" 'BEGIN {
+		if (s == "" || b == "" || b == 0) { print "-"; exit }
+		printf "%.2fx", s / b
+	}'
+}
+
+W1=38
+W2=14
 line() {
-	printf "%-${W1}s %${W2}s %${W2}s %${W2}s %${W2}s %11s\n" "$@"
+	printf "%-${W1}s %${W2}s %${W2}s %${W2}s %${W2}s %${W2}s %11s %9s\n" \
+	    "$@"
 }
 
 # row: key label format better [extra: pct|fair]
@@ -537,21 +689,67 @@ row() {
 	key=$1 label=$2 f=$3 better=$4 extra=${5:-}
 	[ -n "$(cat "$RES/$key".* 2>/dev/null)" ] || return 0
 	set --
-	for s in socks5 microsocks dante direct; do
-		v=$(med "$key" "$s")
+	for sv in $COLS; do
+		v=$(med "$key" "$sv")
 		c=$(fmt "$v" "$f")
-		if [ -n "$v" ] && [ "$extra" = pct ] && [ "$s" != direct ]; then
+		if [ -n "$v" ] && [ "$extra" = pct ] && [ "$sv" != direct ]; then
 			dv=$(med "$key" direct)
 			[ -n "$dv" ] && c="$c ($(awk -v a="$v" -v b="$dv" \
 			    'BEGIN { printf "%.0f%%", 100 * a / b }'))"
 		fi
 		if [ -n "$v" ] && [ "$extra" = fair ]; then
-			fv=$(med "$key-fair" "$s")
+			fv=$(med "$key-fair" "$sv")
 			[ -n "$fv" ] && c="$c f=$(fmt "$fv" %.2f)"
+		fi
+		sp=$(spread "$RES/$key.$sv")
+		[ -n "$sp" ] && over "$sp" && c="$c*"
+		set -- "$@" "$c"
+	done
+	line "$label" "$@" "$(ratio "$key" socks5 "$better")" \
+	    "$(ratio "$key" socks5-w2 "$better")"
+}
+
+# spread row: (max - min) / median of the repetitions kept, percent
+srow() {
+	key=$1 label=$2
+	[ "$key" = size ] && return 0
+	[ -n "$(cat "$RES/$key".* 2>/dev/null)" ] || return 0
+	set --
+	for sv in $COLS; do
+		sp=$(spread "$RES/$key.$sv")
+		c=-
+		if [ -n "$sp" ]; then
+			c=$(awk -v a="$sp" 'BEGIN { printf "%.0f%%", a }')
+			over "$sp" && c="$c*"
 		fi
 		set -- "$@" "$c"
 	done
-	line "$label" "$@" "$(ratio "$key" "$better")"
+	line "$label" "$@" "" ""
+}
+
+# ROWS: key|label|format|better|extra, one a line
+ROWS="stream-up|single-stream up GiB/s (% direct)|%.2f|hi|pct
+stream-down|single-stream down GiB/s (% direct)|%.2f|hi|pct
+streams-up|$NSTREAMS streams up GiB/s (f=min/max)|%.2f|hi|fair
+streams-down|$NSTREAMS streams down GiB/s (f=min/max)|%.2f|hi|fair
+sessions-seq|sessions/s sequential|%.0f|hi|
+sessions-c32|sessions/s 32 concurrent|%.0f|hi|
+rtt-p50|64B RTT p50 us, 1 CPU (lower better)|%.1f|lo|
+cpu|CPU s/GiB, 1 stream (lower better)|%.3f|lo|
+cpu50|CPU s/GiB, $NSTREAMS streams (lower better)|%.3f|lo|
+udp|UDP 512B datagrams/s (window 32)|%.0f|hi|
+pss-idle64|idle tree PSS KiB, -c 64 (lower b.)|%.0f|lo|
+rss-idle64|idle tree RSS KiB, -c 64 (lower b.)|%.0f|lo|
+pss-idle|idle tree PSS KiB, defaults|%.0f|lo|
+rss-idle|idle tree RSS KiB, defaults|%.0f|lo|
+rss-session|tree RSS KiB/held session (lower b.)|%.2f|lo|
+pss-session|tree PSS KiB/held session (lower b.)|%.2f|lo|
+size|binary bytes, stripped (lower better)|%.0f|lo|"
+
+each_row() {	# function: called with key label format better extra
+	echo "$ROWS" | while IFS='|' read -r k l f b x; do
+		"$1" "$k" "$l" "$f" "$b" "$x"
+	done
 }
 
 echo
@@ -560,51 +758,120 @@ echo "socks5 benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -sr)," \
 echo "project: $GITREV; peers: ${MICROSOCKS_V:-no microsocks}, ${DANTE_V:-no dante}"
 echo "load average: $LOAD0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
 echo
-line "row" "socks5" "microsocks" "dante" "direct" "socks5/best"
-line "---" "------" "----------" "-----" "------" "-----------"
-row stream-up     "single-stream up GiB/s (% direct)" %.2f hi pct
-row stream-down   "single-stream down GiB/s (% direct)" %.2f hi pct
-row streams-up    "$NSTREAMS streams up GiB/s (f=min/max)" %.2f hi fair
-row streams-down  "$NSTREAMS streams down GiB/s (f=min/max)" %.2f hi fair
-row sessions-seq  "sessions/s sequential" %.0f hi
-row sessions-c32  "sessions/s 32 concurrent" %.0f hi
-row rtt-p50       "64B RTT p50 us, 1 CPU (lower better)" %.1f lo
-row cpu           "server CPU s/GiB relayed (lower better)" %.3f lo
-row udp           "UDP 512B datagrams/s (window 32)" %.0f hi
-row rss-session   "RSS KiB/held session (lower better)" %.2f lo
-row rss-idle      "idle RSS KiB (lower better)" %.0f lo
-row size          "binary bytes, stripped (lower better)" %.0f lo
+line "row" "socks5" "socks5 -w 2" "microsocks" "dante" "direct" \
+    "socks5/best" "-w 2/best"
+line "---" "------" "-----------" "----------" "-----" "------" \
+    "-----------" "---------"
+each_row row
+echo
+echo "spread: (max - min) / median of the repetitions behind each figure" \
+    "('*': over $SPREADMAX %)"
+echo
+each_row srow
+
+if [ -s "$RES/reruns" ]; then
+	echo
+	echo "reruns (spread over $SPREADMAX % in the first set; the set with" \
+	    "the smaller spread kept):"
+	sed 's/^/  /' "$RES/reruns"
+fi
 
 echo
 echo "all repetitions (in run order; the table shows the median):"
-for key in stream-up stream-down streams-up streams-down sessions-seq \
-    sessions-c32 rtt-p50 cpu udp rss-session rss-idle; do
+echo "$ROWS" | while IFS='|' read -r key l f b x; do
+	[ "$key" = size ] && continue
 	d=
-	for s in socks5 microsocks dante direct; do
-		[ -s "$RES/$key.$s" ] &&
-			d="$d $s=$(tr '\n' ',' <"$RES/$key.$s" | sed 's/,$//')"
+	for sv in $COLS; do
+		[ -s "$RES/$key.$sv" ] &&
+			d="$d $sv=$(tr '\n' ',' <"$RES/$key.$sv" | sed 's/,$//')"
+		for t in first rerun extra; do
+			[ -s "$RES/$key.$sv.$t" ] && d="$d $sv($t set)=$(
+			    tr '\n' ',' <"$RES/$key.$sv.$t" | sed 's/,$//')"
+		done
 	done
 	[ -n "$d" ] && printf '  %-13s%s\n' "$key" "$d"
 done
 
 echo
 echo "details (medians):"
-for s in socks5 microsocks dante direct; do
+for sv in $COLS; do
 	d=
-	v=$(med rtt-p99 $s);      [ -n "$v" ] && d="$d rtt_p99_us=$v"
-	v=$(med sessions-err $s); [ -n "$v" ] && d="$d session_errors=$v"
-	v=$(med udp-loss $s);     [ -n "$v" ] && d="$d udp_loss_pct=$v"
-	v=$(med pss-idle $s);     [ -n "$v" ] && d="$d tree_pss_idle_kb=$v"
-	v=$(med pss-session $s);  [ -n "$v" ] && d="$d tree_pss_kb_per_session=$v"
-	v=$(med procs-held $s);   [ -n "$v" ] && d="$d procs_while_holding=$v"
-	v=$(med held $s);         [ -n "$v" ] && d="$d held=$v"
-	[ -n "$d" ] && echo "  $s:$d"
+	v=$(med rtt-p99 $sv);      [ -n "$v" ] && d="$d rtt_p99_us=$v"
+	v=$(med sessions-err $sv); [ -n "$v" ] && d="$d session_errors=$v"
+	v=$(med udp-loss $sv);     [ -n "$v" ] && d="$d udp_loss_pct=$v"
+	v=$(med procs-held $sv);   [ -n "$v" ] && d="$d procs_while_holding=$v"
+	v=$(med held $sv);         [ -n "$v" ] && d="$d held=$v"
+	[ -n "$d" ] && echo "  $sv:$d"
 done
+
+# ------------------------------------------------------------------
+# Targets of issue 12: figure / reference, met or not.
+
+# target label key server ref(dante|direct|microsocks|best|abs) hi|lo limit
+target() {
+	label=$1 key=$2 sv=$3 ref=$4 b=$5 lim=$6
+	v=$(med "$key" "$sv")
+	case $ref in
+	best)	r=$(best "$key" "$b") ;;
+	abs)	r=1 ;;
+	*)	r=$(med "$key" "$ref") ;;
+	esac
+	sp=$(spread "$RES/$key.$sv")
+	mark=
+	[ -n "$sp" ] && over "$sp" && mark="*"
+	awk -v v="$v" -v r="$r" -v b="$b" -v lim="$lim" -v l="$label" \
+	    -v sv="$sv" -v ref="$ref" -v mark="$mark" 'BEGIN {
+		if (v == "" || r == "" || r == 0) {
+			printf "  %-44s %-10s %-10s -\n", l, sv,
+			    ref == "abs" ? "-" : ref
+			exit
+		}
+		x = v / r
+		ok = (b == "hi") ? x >= lim : x <= lim
+		if (ref == "abs")
+			printf "  %-44s %-10s %-10s %.2f KiB%s  %s\n", l, sv,
+			    "-", x, mark, ok ? "met" : "NOT met"
+		else
+			printf "  %-44s %-10s %-10s %.2fx%s  %s\n", l, sv, ref,
+			    x, mark, ok ? "met" : "NOT met"
+	}'
+}
+
+echo
+echo "targets (issue 12): figure / reference ('*': spread over $SPREADMAX %)"
+echo
+printf '  %-44s %-10s %-10s %s\n' target server reference "ratio  verdict"
+T50="$NSTREAMS streams"
+target "$T50 up >= 1.3x Dante (with -w 2)" streams-up socks5-w2 dante hi 1.3
+target "$T50 down >= 1.3x Dante (with -w 2)" streams-down socks5-w2 dante hi 1.3
+for sv in socks5 socks5-w2; do
+	target "one stream up >= 1.5x Dante" stream-up $sv dante hi 1.5
+	target "one stream down >= 1.5x Dante" stream-down $sv dante hi 1.5
+	target "one stream up >= 45 % of direct" stream-up $sv direct hi 0.45
+	target "one stream down >= 45 % of direct" stream-down $sv direct hi 0.45
+	target "sessions/s sequential >= 1.5x best peer" sessions-seq $sv \
+	    best hi 1.5
+	target "sessions/s 32 concurrent >= 1.5x best peer" sessions-c32 $sv \
+	    best hi 1.5
+	target "64B RTT p50 <= 0.8x best peer" rtt-p50 $sv best lo 0.8
+	target "CPU/GiB 1 stream <= 0.6x best peer" cpu $sv best lo 0.6
+	target "CPU/GiB $T50 <= 0.6x best peer" cpu50 $sv best lo 0.6
+	target "idle tree PSS at -c 64 <= microsocks'" pss-idle64 $sv \
+	    microsocks lo 1
+	target "tree RSS per held session <= 2 KiB" rss-session $sv abs lo 2
+done
+
 cat <<EOF
 
 notes:
-  - ratio: socks5 / best of microsocks and dante (max where higher is
+  - ratio: figure / best of microsocks and dante (max where higher is
     better, min where lower is better); direct is the no-proxy baseline.
+    socks5 -w 2: a supervisor and two workers, each worker with its own
+    SO_REUSEPORT listening socket.
+  - spread: (max - min) / median of the $REPS repetitions; a figure over
+    $SPREADMAX % was measured $REPS more times, that server alone, and
+    the set with the smaller spread kept (see "reruns"); '*' marks a
+    figure still over $SPREADMAX %.
   - single-stream and $NSTREAMS-stream rows: $T s measured after $W s of
     warm-up, bytes counted at the client; f = min/max bytes per stream.
   - sessions: connect, greeting, CONNECT, 1 byte echoed; the target then
@@ -613,13 +880,20 @@ notes:
     bind()s its outgoing sockets, ran out of ephemeral ports).
   - RTT: server, client and target all pinned to CPU 0 (taskset -c 0).
   - CPU: utime+stime (+cutime+cstime) from /proc/PID/stat of the server
-    and its descendants over $(awk -v b="$BULK" 'BEGIN{print b/1073741824}') GiB up + the same down.
+    and its descendants. 1 stream: over $(awk -v b="$BULK" 'BEGIN{print b/1073741824}') GiB up + the same down
+    (loadgen bulk). $NSTREAMS streams: over the whole streams run (up,
+    then down, warm-up included) against every byte the client moved.
   - UDP: microsocks has no UDP ASSOCIATE.
-  - memory: $HOLD idle sessions held; (VmRSS_held - VmRSS_idle) / $HOLD.
-    socks5: main server pid only (its resolver helper processes, forked
-    at startup, are not counted); microsocks: its one process; dante:
-    sum of VmRSS over all its processes (shared pages counted once per
-    process). tree_pss_* above: PSS summed over every process.
+  - memory: PSS and RSS (Pss:, Rss: of /proc/PID/smaps_rollup) summed
+    over the whole process tree, the server and all its descendants
+    (RSS counts a shared page once per process, PSS divides it).
+    "-c 64": socks5 and socks5 -w 2 with -c 64 (64 sessions a worker);
+    microsocks and Dante as in every other row (microsocks -i 127.0.0.1
+    -p PORT; Dante with the danted.conf of run.sh): neither has a session
+    limit to set. Read 1 s after the server first answered a greeting.
+    "defaults" and per held session: socks5 with -c 1024 (the default),
+    $HOLD idle sessions held (IPv4 CONNECTs: no name lookup, no resolver
+    helper); (tree_held - tree_idle) / sessions held.
   - binary: socks5 built gcc -Os, dynamic, stripped; peers as shipped
     (dynamic; their shared libraries are not counted).
 EOF
