@@ -172,6 +172,16 @@ typedef char hs_size_check[SOCKS5_HS_SIZE >= 513 ? 1 : -1];
 #endif
 
 /*
+ * musl's RLIM_INFINITY is (~0ULL): clang -std=c89 -pedantic reports that
+ * long long constant (-Wlong-long) although a system header wrote it.
+ */
+#ifdef __clang__
+#define RLIM_INF	(__extension__ RLIM_INFINITY)
+#else
+#define RLIM_INF	RLIM_INFINITY
+#endif
+
+/*
  * Workers (-w) get a listening socket each where the kernel spreads the
  * clients among such sockets: Linux's SO_REUSEPORT, FreeBSD's
  * SO_REUSEPORT_LB. _XOPEN_SOURCE hides both; their values are the
@@ -1552,7 +1562,7 @@ fd_limit_get(void)
 	struct rlimit	 rl;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 ||
-	    rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)(1L << 30))
+	    rl.rlim_cur == RLIM_INF || rl.rlim_cur > (rlim_t)(1L << 30))
 		return 0;
 	return (long)rl.rlim_cur;
 }
@@ -1943,7 +1953,7 @@ resolver_spawn(int i)
 	(void)signal(SIGTERM, SIG_DFL);
 	(void)signal(SIGCHLD, SIG_DFL);
 	/* Keep nothing of the server's, or of an embedding program's. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INF &&
 	    (long)rl.rlim_cur < top)
 		top = (long)rl.rlim_cur;
 	close_others((int)top, sp[0], -1);
@@ -2369,7 +2379,7 @@ static void	udp_release(struct session *);
 static void	authpace_leave(struct session *);
 static void	handshake_run(struct session *);
 
-static const struct state_info states[NSTATES];	/* in the loop's part */
+static const struct state_info *state_row(enum state);	/* the table */
 
 /*
  * Enter state st: the one place a session's state changes. The deadline
@@ -2379,7 +2389,7 @@ static const struct state_info states[NSTATES];	/* in the loop's part */
 static void
 state_enter(struct session *s, enum state st)
 {
-	const struct state_info	*t = &states[st];
+	const struct state_info	*t = state_row(st);
 	unsigned long		 ms = 0;
 
 	if (t->timer != T_NONE && s->state != st && s->state != t->continues) {
@@ -4227,6 +4237,13 @@ static const struct state_info states[NSTATES] = {
 	/* S_DONE */
 	{ T_NONE, S_DONE, NULL, NULL, NULL }
 };
+
+/* The row of state st (state_enter() comes before the table). */
+static const struct state_info *
+state_row(enum state st)
+{
+	return &states[st];
+}
 
 /* What each of a session's descriptors waits for, as its state says. */
 static void
