@@ -5977,14 +5977,28 @@ opt_number(int *dst, const char *arg, long lo, long hi, const char *what)
 	return OPT_TAKEN;
 }
 
+/* -l: one more listen address; OPT_TAKEN, or the usage exit status. */
+static int
+opt_listen(struct cmdline *cl, const char *arg)
+{
+	union sockaddr_any	 a;
+	socklen_t		 alen;
+
+	if (cl->cf.nlisten == SOCKS5_LISTENERS)
+		return bad("listen address (too many -l)", arg);
+	if (listen_spec_parse(&a, &alen, arg, 0) == -1)
+		return bad("listen address", arg);
+	cl->listen[cl->cf.nlisten++] = arg;
+	cl->cf.listen = cl->listen;
+	return OPT_TAKEN;
+}
+
 /* One command-line option into cl: OPT_TAKEN, or an exit status. */
 static int
 option(struct cmdline *cl, int ch, const char *arg)
 {
 	struct socks5_config	*cf = &cl->cf;
 	struct rule		 r;
-	union sockaddr_any	 a;
-	socklen_t		 alen;
 
 	switch (ch) {
 	case '4':
@@ -6019,13 +6033,7 @@ option(struct cmdline *cl, int ch, const char *arg)
 		cl->inetd = 1;
 		return OPT_TAKEN;
 	case 'l':
-		if (cf->nlisten == SOCKS5_LISTENERS)
-			return bad("listen address (too many -l)", arg);
-		if (listen_spec_parse(&a, &alen, arg, 0) == -1)
-			return bad("listen address", arg);
-		cl->listen[cf->nlisten++] = arg;
-		cf->listen = cl->listen;
-		return OPT_TAKEN;
+		return opt_listen(cl, arg);
 	case 'm':
 		if (number(arg, 2, 1048576) > 0 &&
 		    !pool_fits(number(arg, 2, 1048576)))
