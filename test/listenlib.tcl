@@ -25,6 +25,13 @@
 # ::listenlib::proc_addr hex -- "127.0.0.1:P" or "[::1]:P" from a
 # /proc/net/tcp{,6} local_address field (address words in host order).
 namespace eval ::listenlib {}
+
+# These files read the sockets one server process holds: against a
+# "-w N" command (make test-workers) they test the process alone, without
+# -w (test/workers.test covers the workers' listeners).
+if {[set ::listenlib::w [lsearch -exact $::SOCKS5 -w]] >= 0} {
+    set ::SOCKS5 [lreplace $::SOCKS5 $::listenlib::w [expr {$::listenlib::w + 1}]]
+}
 proc ::listenlib::proc_addr {field} {
     lassign [split $field :] a p
     set port [scan $p %x]
