@@ -15,6 +15,17 @@
 #                        clock32) or 2 (sanitize, musl) at a time: their
 #                        timing margins are scaled by SOCKS5_TEST_SLOW,
 #                        not by the load of the neighbours.
+#   make small           ./socks5-small: -Os and the other size flags
+#                        the compiler takes (test/small.sh); WITHOUT="udp
+#                        bind rules auth" (any of the words) leaves those
+#                        features out: all four, a CONNECT-only server
+#   make test-small      the suite against that build (and its quick
+#                        twin); tests of a left-out feature skip
+#   make test-small-each test-small for every single feature left out
+#                        and for all four (by hand, about 5 minutes)
+#   make sizes           the router builds' sizes on each machine at hand
+#                        (test/sizes.sh: x86_64, MIPS, and with zig i386,
+#                        armhf and mipsel)
 #   make install         install the binary and the man page
 #   make portable        build with every compiler at hand, print sizes
 #                        (the zig cc rows: macOS x86_64 and aarch64,
@@ -64,6 +75,7 @@ DESTDIR	=
 SOCKS5	= ./socks5
 TESTS	=
 FUZZSECS = 60
+WITHOUT	=
 XBIN	= test/tmp-bin
 QEMU_MIPS = qemu-mips -L /usr/mips-linux-gnu
 ZIG	=
@@ -88,7 +100,7 @@ SANFLAGS = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer
 
 # (GNU and BSD make: test/ is a directory, and the other names are no files)
-.PHONY: all test test-workers test-sanitize test-valgrind portable cross zig \
+.PHONY: all small sizes test-small test-small-each test test-workers test-sanitize test-valgrind portable cross zig \
 	test-musl test-mips test-mipsel test-armhf test-aarch64 test-i386 \
 	test-cross \
 	test-clock32 fuzz fuzz-run fuzz-regress bench mutants chaos chaos-ci \
@@ -111,6 +123,28 @@ test-workers: socks5 $(XBIN)/socks5-quick
 	SOCKS5_QUICK="$$(pwd)/$(XBIN)/socks5-quick -w 2" \
 	SOCKS5_QUICK_DEFS="$(QUICKDEFS)" TEST_JOBS="$(JOBS)" \
 	tclsh test/all.tcl $(TESTS)
+
+small:
+	sh test/small.sh "$(CC)" "$(WITHOUT)" socks5-small
+
+test-small:
+	mkdir -p $(XBIN)
+	sh test/small.sh "$(CC)" "$(WITHOUT)" $(XBIN)/socks5-small
+	sh test/small.sh "$(CC)" "$(WITHOUT)" $(XBIN)/socks5-small-quick \
+	    $(QUICKDEFS)
+	sh test/deps.sh
+	SOCKS5="$$(pwd)/$(XBIN)/socks5-small" SOCKS5_WITHOUT="$(WITHOUT)" \
+	SOCKS5_QUICK="$$(pwd)/$(XBIN)/socks5-small-quick" \
+	SOCKS5_QUICK_DEFS="$(QUICKDEFS)" TEST_JOBS="$(JOBS)" \
+	tclsh test/all.tcl $(TESTS)
+
+sizes:
+	ZIG="$(ZIG)" CC="$(CC)" sh test/sizes.sh
+
+test-small-each:
+	for w in udp bind rules auth "udp bind rules auth"; do \
+	    $(MAKE) test-small WITHOUT="$$w" || exit 1; \
+	done
 
 $(XBIN)/socks5-quick: socks5.c socks5.h Makefile
 	mkdir -p $(XBIN)
@@ -229,5 +263,5 @@ install: socks5
 	chmod 644 $(DESTDIR)$(MANDIR)/socks5.1
 
 clean:
-	rm -f socks5 socks5-asan *.o
+	rm -f socks5 socks5-asan socks5-small *.o
 	rm -rf $(XBIN)

@@ -14,7 +14,8 @@
  *
  * The parts of this file, in order (each opens with a ---- rule):
  *
- *   tunables, compat, types    compile-time limits, shims, the structs
+ *   tunables, features,        compile-time limits; what a router build
+ *   compat, types              leaves out (SOCKS5_NO_*); shims; structs
  *   the server                 struct server srv: configuration, tables,
  *                              pools, listener, helpers, all in one
  *   logging, small helpers     log lines and escaping; clock, descriptors,
@@ -160,6 +161,39 @@
 
 /* The largest handshake message is RFC 1929's: 1 + 1 + 255 + 1 + 255. */
 typedef char hs_size_check[SOCKS5_HS_SIZE >= 513 ? 1 : -1];
+
+/* ------------------------------------------------------------------ */
+/* Features: a router build leaves some out, each with its own -D.     */
+
+/*
+ * -DSOCKS5_NO_UDP: no UDP ASSOCIATE (REP 07), no UDP buffers, and no
+ * UDP share of the scratch buffer; -DSOCKS5_NO_BIND: no BIND (REP 07);
+ * -DSOCKS5_NO_RULES: no -a; -DSOCKS5_NO_AUTH: no -u, no logins, no
+ * pacing (a greeting without method 00 gets FF). All four leave a
+ * CONNECT-only server. An option of a left-out feature is a usage
+ * error that says so, and so is its socks5_config field for the API;
+ * -V names what is left out.
+ */
+#ifdef SOCKS5_NO_UDP
+#define WITH_UDP	0
+#else
+#define WITH_UDP	1
+#endif
+#ifdef SOCKS5_NO_BIND
+#define WITH_BIND	0
+#else
+#define WITH_BIND	1
+#endif
+#ifdef SOCKS5_NO_RULES
+#define WITH_RULES	0
+#else
+#define WITH_RULES	1
+#endif
+#ifdef SOCKS5_NO_AUTH
+#define WITH_AUTH	0
+#else
+#define WITH_AUTH	1
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Compat: a few shims keyed on what the system has.                   */
@@ -600,7 +634,7 @@ static struct server	 srv;
 #define UDPBUF(i)	(srv.udpbufs + (size_t)(i) * UB_SIZE)
 
 /* Big enough for a TCP read and for a UDP datagram with a header. */
-#define SCRATCH_UDP	(UB_DATA + UDP_DATA_MAX + 1)
+#define SCRATCH_UDP	(WITH_UDP ? UB_DATA + UDP_DATA_MAX + 1 : 0)
 #define SCRATCH_SIZE	(SOCKS5_BUFSIZE > SCRATCH_UDP ? SOCKS5_BUFSIZE : \
 			    SCRATCH_UDP)
 static unsigned char	 scratch[SCRATCH_SIZE];	/* every read goes here */
@@ -923,6 +957,7 @@ static const unsigned char v4mapped[12] = {
 	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
 };
 
+#if WITH_RULES || WITH_BIND || WITH_UDP
 /* The raw address bytes of a socket address (IPv4 or IPv6). */
 static const unsigned char *
 sa_ip(const union sockaddr_any *a)
@@ -931,6 +966,7 @@ sa_ip(const union sockaddr_any *a)
 	    (const unsigned char *)&a->sin.sin_addr :
 	    (const unsigned char *)&a->sin6.sin6_addr;
 }
+#endif
 
 /* Its port, in host order. */
 static unsigned
@@ -940,6 +976,7 @@ sa_port(const union sockaddr_any *a)
 	    a->sin6.sin6_port);
 }
 
+#if WITH_BIND || WITH_UDP
 static void
 sa_set_port(union sockaddr_any *a, unsigned port)
 {
@@ -948,6 +985,7 @@ sa_set_port(union sockaddr_any *a, unsigned port)
 	else
 		a->sin6.sin6_port = htons((unsigned short)port);
 }
+#endif
 
 /* Its length, for bind(), connect() and sendto(). */
 static socklen_t
@@ -972,6 +1010,7 @@ addr_unmap(unsigned char *fam, unsigned char *raw)
 	return *fam;
 }
 
+#if WITH_BIND
 /* 127.0.0.0/8, ::1, or ::ffff:127.0.0.0/104? */
 static int
 addr_is_loopback(const union sockaddr_any *a)
@@ -991,6 +1030,7 @@ addr_is_loopback(const union sockaddr_any *a)
 	return memcmp(ip, v6lo, 16) == 0 ||
 	    (memcmp(ip, v4mapped, 12) == 0 && ip[12] == 127);
 }
+#endif
 
 /* "1.2.3.4:80" or "[::1]:80"; "-" for anything else. */
 static char *
@@ -1011,6 +1051,8 @@ addr_str(char *buf, size_t size, const union sockaddr_any *a)
 
 /* ------------------------------------------------------------------ */
 /* Users: the -u file, read into fixed storage at startup and on HUP.  */
+
+#if WITH_AUTH
 
 /* Parse one "user:password" line into u; -1 when it is malformed. */
 static int
@@ -1172,11 +1214,14 @@ users_check(const unsigned char *name, unsigned ulen,
 	return ok;
 }
 
+#endif /* WITH_AUTH */
+
 /* ------------------------------------------------------------------ */
 /* Access rules (-a): "allow|deny [from CIDR] [to CIDR] [port P[-Q]]   */
 /* [cmd connect,bind,udp] [user NAME]", first match wins; with rules,  */
 /* what no rule matches is denied.                                     */
 
+#if WITH_RULES
 
 static const unsigned char *rule_addr(int *, const unsigned char *, int);
 
@@ -1494,6 +1539,34 @@ rules_request(const struct session *s, int cmd, int fam,
 	return -1;
 }
 
+/*
+ * Do the rules turn this client away before it says anything? An
+ * address of len 0, or of another family, is an unknown one.
+ */
+static int
+client_denied(const struct sockaddr *sa, socklen_t len)
+{
+	union sockaddr_any	 peer;
+	int			 i;
+
+	if (srv.nrules == 0)
+		return 0;
+	memset(&peer, 0, sizeof(peer));
+	if (len > 0 && len <= (socklen_t)sizeof(peer) &&
+	    (sa->sa_family == AF_INET || sa->sa_family == AF_INET6))
+		memcpy(&peer, sa, (size_t)len);	/* else: unknown */
+	if ((i = rules_eval(&peer, NULL, 0, 0, NULL, 0)) < 0)
+		return 0;
+	rule_log(LOG_NOTICE, &peer, NULL, 0, "client", NULL, i);
+	return 1;
+}
+
+#else /* no rules: every request is allowed, every client served */
+#define rules_request(s, cmd, fam, ip, port, what, prio) \
+	((void)(s), (void)(fam), (void)(ip), (void)(port), 0)
+#define client_denied(sa, len)	((void)(sa), (void)(len), 0)
+#endif /* WITH_RULES */
+
 /* ------------------------------------------------------------------ */
 /* Spill buffer pool: lent while a sink is backed up.                  */
 
@@ -1726,6 +1799,7 @@ request_parse(const unsigned char *p, size_t n, struct request *r)
 	return 3 + len;
 }
 
+#if WITH_UDP
 /*
  * RSV RSV FRAG ATYP DST.ADDR DST.PORT, then DATA: a datagram is whole,
  * so anything short or odd is malformed (-1). A DOMAINNAME must be a
@@ -1746,6 +1820,7 @@ udp_parse(const unsigned char *p, size_t n, struct request *r)
 	r->frag = p[2];
 	return 3 + len;
 }
+#endif
 
 /* Write ATYP ADDR PORT for a socket address; returns its size. */
 static size_t
@@ -2134,7 +2209,9 @@ resolvers_alive(void)
 
 static void	session_free(struct session *);
 static void	dest_resolved(struct session *, const struct lookup_ans *);
+#if WITH_UDP
 static void	udp_resolved(struct session *, const struct lookup_ans *);
+#endif
 
 static void
 lookup_queue(struct session *s)
@@ -2299,10 +2376,13 @@ static void
 lookup_answer(struct session *s, const struct lookup_ans *a)
 {
 	s->lookup_id = 0;
-	if (s->cmd == SOCKS5_CMD_UDP)
+#if WITH_UDP
+	if (s->cmd == SOCKS5_CMD_UDP) {
 		udp_resolved(s, a);
-	else
-		dest_resolved(s, a);
+		return;
+	}
+#endif
+	dest_resolved(s, a);
 }
 
 /* Give answer a to the session whose lookup it answers; drop a late one. */
@@ -2373,10 +2453,20 @@ lookup_answers_read(void)
 static void	session_fail(struct session *, int);
 static void	connect_next(struct session *);
 static void	dest_ready(struct session *);
+#if WITH_BIND
 static void	bind_start(struct session *);
+#endif
+#if WITH_UDP
 static void	udp_start(struct session *, const struct request *);
 static void	udp_release(struct session *);
+#else
+#define udp_release(s)		((void)(s))	/* it holds no UDP state */
+#endif
+#if WITH_AUTH
 static void	authpace_leave(struct session *);
+#else
+#define authpace_leave(s)	((void)(s))	/* it never waits to log in */
+#endif
 static void	handshake_run(struct session *);
 
 static const struct state_info *state_row(enum state);	/* the table */
@@ -2634,7 +2724,9 @@ session_fail(struct session *s, int rep)
 /* follows (a partial message, or data behind the request) stays.      */
 
 static void	on_greeting(struct session *, const unsigned char *);
+#if WITH_AUTH
 static void	on_login(struct session *, const unsigned char *, size_t);
+#endif
 static void	on_request(struct session *, const unsigned char *, size_t);
 
 /*
@@ -2696,8 +2788,10 @@ handshake_run(struct session *s)
 		hs_consume(s, (unsigned)len);
 		if (st == S_GREETING)
 			on_greeting(s, msg);
+#if WITH_AUTH
 		else if (st == S_AUTH)
 			on_login(s, msg, (size_t)len);
+#endif
 		else
 			on_request(s, msg, (size_t)len);
 		memset(msg, 0, (size_t)len);	/* a password, maybe */
@@ -2830,6 +2924,8 @@ st_waiting(struct session *s, const int *rev)
 
 /* ------------------------------------------------------------------ */
 /* Login pacing: an address that fails a login waits for its answers.  */
+
+#if WITH_AUTH
 
 /*
  * After a failed login from an address (for IPv6, its
@@ -2977,6 +3073,8 @@ authpace_next(unsigned long *first, int *have)
 		}
 }
 
+#endif /* WITH_AUTH */
+
 /* ------------------------------------------------------------------ */
 /* Greeting and login (RFC 1929).                                      */
 
@@ -3001,6 +3099,7 @@ on_greeting(struct session *s, const unsigned char *p)
 	reply_send(s, r, 2);
 }
 
+#if WITH_AUTH
 /* Answer a login: 01 00 and on to the request, or 01 01 and close. */
 static void
 auth_answer(struct session *s)
@@ -3082,6 +3181,7 @@ auth_wait_expired(struct session *s)
 {
 	auth_refuse_paced(s);
 }
+#endif /* WITH_AUTH */
 
 /* ------------------------------------------------------------------ */
 /* Requests: CONNECT and BIND find the destination's addresses, by     */
@@ -3136,10 +3236,13 @@ dest_resolved(struct session *s, const struct lookup_ans *a)
 static void
 dest_ready(struct session *s)
 {
-	if (s->cmd == SOCKS5_CMD_BIND)
+#if WITH_BIND
+	if (s->cmd == SOCKS5_CMD_BIND) {
 		bind_start(s);
-	else
-		connect_next(s);
+		return;
+	}
+#endif
+	connect_next(s);
 }
 
 /* S_REQUEST: authenticated (or no auth needed); a whole request in p. */
@@ -3160,11 +3263,14 @@ on_request(struct session *s, const unsigned char *p, size_t n)
 		(void)inet_ntop(r.atyp == SOCKS5_ATYP_IPV4 ? AF_INET : AF_INET6,
 		    r.addr, s->dname, sizeof(s->dname));
 	}
+#if WITH_UDP
 	if (r.cmd == SOCKS5_CMD_UDP) {
 		udp_start(s, &r);
 		return;
 	}
-	if (r.cmd != SOCKS5_CMD_CONNECT && r.cmd != SOCKS5_CMD_BIND) {
+#endif
+	if (r.cmd != SOCKS5_CMD_CONNECT &&
+	    (r.cmd != SOCKS5_CMD_BIND || !WITH_BIND)) {
 		session_fail(s, SOCKS5_REP_CMD_UNSUPPORTED);
 		return;
 	}
@@ -3320,6 +3426,22 @@ ttl_expired(struct session *s)
 /* ------------------------------------------------------------------ */
 /* BIND: listen for one incoming connection on the client's behalf.    */
 
+#if WITH_BIND || WITH_UDP
+/* Replace the address in a reply by the -e address, keeping the port. */
+static void
+addr_set_external(union sockaddr_any *a)
+{
+	unsigned	 port;
+
+	if (!srv.have_ext)
+		return;
+	port = sa_port(a);
+	*a = srv.ext_sa;
+	sa_set_port(a, port);
+}
+#endif
+
+#if WITH_BIND
 /* Is the destination the all-zero address: accept any peer? */
 static int
 dst_is_any(const struct session *s)
@@ -3374,19 +3496,6 @@ bind_local(struct session *s, int fam, union sockaddr_any *a,
 	}
 	sa_set_port(a, 0);
 	*alen = sa_len(a);
-}
-
-/* Replace the address in a reply by the -e address, keeping the port. */
-static void
-addr_set_external(union sockaddr_any *a)
-{
-	unsigned	 port;
-
-	if (!srv.have_ext)
-		return;
-	port = sa_port(a);
-	*a = srv.ext_sa;
-	sa_set_port(a, port);
 }
 
 /* Open the listener and send the first reply. */
@@ -3552,11 +3661,13 @@ st_bind_wait(struct session *s, const int *rev)
 	if (rev[FD_LISTEN] & READY_IN)
 		bind_accept(s);
 }
+#endif /* WITH_BIND */
 
 /* ------------------------------------------------------------------ */
 /* UDP ASSOCIATE: datagrams between the client's UDP port and the      */
 /* world, with RFC 1928 section 7 fragment reassembly.                 */
 
+#if WITH_UDP
 static int
 udpbuf_get(void)
 {
@@ -3976,6 +4087,7 @@ udp_timers_next(const struct session *s, unsigned long *first)
 	if (s->lookup_id != 0 && DUE(s->lookup_deadline, *first))
 		*first = s->lookup_deadline;
 }
+#endif /* WITH_UDP */
 
 /* ------------------------------------------------------------------ */
 /* Relay: S_RELAY, both flows, back-pressure and half-close.           */
@@ -4221,15 +4333,27 @@ static const struct state_info states[NSTATES] = {
 	    resolve_expired },
 	/* S_CONNECT: within the lookup's time, if there was one */
 	{ T_HANDSHAKE, S_RESOLVE, connect_events, st_connect, ttl_expired },
-	/* S_BIND_WAIT */
+	/* S_BIND_WAIT (never entered without BIND) */
+#if WITH_BIND
 	{ T_BIND, S_BIND_WAIT, bind_wait_events, st_bind_wait, ttl_expired },
+#else
+	{ T_NONE, S_BIND_WAIT, NULL, NULL, NULL },
+#endif
 	/* S_RELAY */
 	{ T_IDLE, S_RELAY, relay_events, st_relay, idle_expired },
-	/* S_UDP */
+	/* S_UDP (never entered without UDP) */
+#if WITH_UDP
 	{ T_IDLE, S_UDP, udp_events, st_udp, idle_expired },
-	/* S_AUTH_WAIT */
+#else
+	{ T_NONE, S_UDP, NULL, NULL, NULL },
+#endif
+	/* S_AUTH_WAIT (never entered without logins) */
+#if WITH_AUTH
 	{ T_PACED, S_AUTH_WAIT, waiting_events, st_waiting,
 	    auth_wait_expired },
+#else
+	{ T_NONE, S_AUTH_WAIT, NULL, NULL, NULL },
+#endif
 	/* S_CLOSING: only its reply is written */
 	{ T_LINGER, S_CLOSING, NULL, st_closing, closing_expired },
 	/* S_LINGER */
@@ -4311,15 +4435,19 @@ poll_build(void)
 		srv.polled[srv.npolled++] = srv.active[i];
 		if (!have || DUE(s->deadline, first))
 			first = s->deadline;
+#if WITH_UDP
 		if (s->state == S_UDP)
 			udp_timers_next(s, &first);
+#endif
 		have = 1;
 	}
 	if (srv.listen_paused && (!have || DUE(srv.listen_resume, first))) {
 		first = srv.listen_resume;
 		have = 1;
 	}
+#if WITH_AUTH
 	authpace_next(&first, &have);
+#endif
 	lookups_next(&first, &have);
 	if (srv.inline_ready)
 		return 0;		/* an answer to give: no waiting */
@@ -4366,8 +4494,10 @@ sessions_expire(void)
 
 	for (i = 0; i < srv.nactive; i++) {
 		s = &srv.sess[srv.active[i]];
+#if WITH_UDP
 		if (s->state == S_UDP)
 			udp_timers_run(s);
+#endif
 		if (!DUE(s->deadline, srv.now) ||
 		    states[s->state].expire == NULL)
 			continue;
@@ -4394,8 +4524,10 @@ deadlines_passed(void)
 		s = &srv.sess[srv.active[i]];
 		s->deadline = s->rdeadline = s->lookup_deadline = srv.now;
 	}
+#if WITH_AUTH
 	for (i = 0; i < SOCKS5_AUTH_TRACK; i++)
 		srv.authpace[i].gate = srv.now;
+#endif
 	srv.listen_resume = srv.now;
 	srv.last_reap = srv.now - 1000UL;
 }
@@ -4434,28 +4566,6 @@ refuse_one(int lfd)
 	srv.full_logged = 1;
 	errno = err;
 	return fd >= 0 && srv.spare_fd >= 0 ? 0 : -1;
-}
-
-/*
- * Do the rules turn this client away before it says anything? An
- * address of len 0, or of another family, is an unknown one.
- */
-static int
-client_denied(const struct sockaddr *sa, socklen_t len)
-{
-	union sockaddr_any	 peer;
-	int			 i;
-
-	if (srv.nrules == 0)
-		return 0;
-	memset(&peer, 0, sizeof(peer));
-	if (len > 0 && len <= (socklen_t)sizeof(peer) &&
-	    (sa->sa_family == AF_INET || sa->sa_family == AF_INET6))
-		memcpy(&peer, sa, (size_t)len);	/* else: unknown */
-	if ((i = rules_eval(&peer, NULL, 0, 0, NULL, 0)) < 0)
-		return 0;
-	rule_log(LOG_NOTICE, &peer, NULL, 0, "client", NULL, i);
-	return 1;
 }
 
 /*
@@ -4608,8 +4718,10 @@ loop_dispatch(void)
 	clock_update();
 	if (got_hup) {
 		got_hup = 0;
+#if WITH_AUTH
 		if (srv.conf.user_file != NULL)
 			(void)users_load(0);
+#endif
 	}
 	if (got_status) {
 		got_status = 0;
@@ -4639,7 +4751,9 @@ loop_dispatch(void)
 		for (i = 0; i < srv.nls && !srv.listen_paused; i++)
 			if (ready(srv.ls[i].pi))
 				clients_accept(&srv.ls[i]);
+#if WITH_AUTH
 	authpace_run();
+#endif
 	sessions_expire();
 }
 
@@ -4758,6 +4872,7 @@ tables_alloc(int maxsess, int nspill, int nudpbuf)
 	for (i = 0; i < srv.npool; i++)
 		srv.poolfree[i] = srv.npool - 1 - i;
 	srv.npoolfree = srv.npool;
+#if WITH_AUTH
 	if (srv.conf.user_file != NULL) {
 		srv.users[0] = (struct user *)calloc(SOCKS5_MAXUSERS,
 		    sizeof(struct user));
@@ -4766,6 +4881,7 @@ tables_alloc(int maxsess, int nspill, int nudpbuf)
 		if (!srv.users[0] || !srv.users[1])
 			return -1;
 	}
+#endif
 	return 0;
 }
 
@@ -5282,6 +5398,12 @@ config_check(const struct socks5_config *cf)
 	else if (cf->nrules < 0 || cf->nrules > SOCKS5_MAXRULES ||
 	    (cf->nrules > 0 && cf->rules == NULL))
 		why = "rules: too many, or none given";
+	else if (!WITH_RULES && cf->nrules > 0)
+		why = "rules: access rules are left out of this build";
+	else if (!WITH_AUTH && cf->user_file != NULL)
+		why = "user_file: logins are left out of this build";
+	else if (!WITH_BIND && !WITH_UDP && cf->external_addr != NULL)
+		why = "external_addr: BIND and UDP are left out of this build";
 	if (why == NULL)
 		return 0;
 	logmsg(LOG_ERR, "fatal: bad configuration: %s", why);
@@ -5317,20 +5439,24 @@ startup_common(const struct socks5_config *cf, int maxsess, int nspill,
 		openlog("socks5", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 	if (srv.conf.frag_timeout < SOCKS5_FRAG_SECS)
 		srv.conf.frag_timeout = SOCKS5_FRAG_SECS;
+#if WITH_RULES
 	for (srv.nrules = 0; srv.nrules < srv.conf.nrules; )
 		if (rule_add(srv.conf.rules[srv.nrules]) == -1) {
 			logmsg(LOG_ERR, "fatal: bad rule: %s", srv.conf.rules[srv.nrules]);
 			srv.rules_invalid = 1;
 			return -1;
 		}
+#endif
 	if (tables_alloc(maxsess, nspill, nudpbuf) == -1) {
 		logmsg(LOG_ERR, "fatal: out of memory");
 		return -1;
 	}
+#if WITH_AUTH
 	if (srv.conf.user_file != NULL && users_load(1) == -1) {
 		srv.users_unreadable = 1;
 		return -1;
 	}
+#endif
 	return 0;
 }
 
@@ -5401,6 +5527,8 @@ server_open(const struct socks5_config *cf, int workers)
 		nudpbuf = SOCKS5_UDP_MIN;
 	if (nudpbuf > SOCKS5_UDP_MAX)
 		nudpbuf = SOCKS5_UDP_MAX;
+	if (!WITH_UDP)
+		nudpbuf = 0;
 	got_term = 0;
 	if (startup_common(cf, maxsess, nspill, nudpbuf) != 0)
 		return -1;
@@ -5797,7 +5925,7 @@ serve_client(const struct socks5_config *cf, int rfd, int wfd,
 	socklen_t	 plen = sizeof(peer);
 	struct sigaction sa;
 
-	if (startup_common(cf, 1, 2, 2) != 0)
+	if (startup_common(cf, 1, 2, WITH_UDP ? 2 : 0) != 0)
 		return -1;
 	srv.fd_limit = 0;			/* one session: no budget */
 	if (user != NULL && privileges_drop(user) == -1)
@@ -5891,6 +6019,36 @@ bad(const char *what, const char *arg)
 	usage(stderr);
 	return 64;
 }
+
+/* An option of a feature this build left out: the usage exit status. */
+static int
+left_out(int ch, const char *what)
+{
+	(void)fprintf(stderr, "socks5: -%c: %s left out of this build\n", ch,
+	    what);
+	usage(stderr);
+	return 64;
+}
+
+/* What -V adds: the features this build left out, or nothing. */
+static const char	 without[] =
+#if !WITH_UDP || !WITH_BIND || !WITH_RULES || !WITH_AUTH
+    " (without"
+#if !WITH_UDP
+    " udp"
+#endif
+#if !WITH_BIND
+    " bind"
+#endif
+#if !WITH_RULES
+    " rules"
+#endif
+#if !WITH_AUTH
+    " auth"
+#endif
+    ")"
+#endif
+    "";
 
 /*
  * Descriptors 0, 1 and 2 are made open before anything else is, so that
@@ -5998,7 +6156,9 @@ static int
 option(struct cmdline *cl, int ch, const char *arg)
 {
 	struct socks5_config	*cf = &cl->cf;
+#if WITH_RULES
 	struct rule		 r;
+#endif
 
 	switch (ch) {
 	case '4':
@@ -6008,11 +6168,15 @@ option(struct cmdline *cl, int ch, const char *arg)
 		cf->family = ch - '0';
 		return OPT_TAKEN;
 	case 'a':
+#if WITH_RULES
 		if (cf->nrules == SOCKS5_MAXRULES || rule_parse(&r, arg) == -1)
 			return bad("rule", arg);
 		cl->rules[cf->nrules++] = arg;
 		cf->rules = cl->rules;
 		return OPT_TAKEN;
+#else
+		return left_out(ch, "access rules are");
+#endif
 	case 'b':
 		return opt_address(&cf->bind_addr, arg);
 	case 'c':
@@ -6022,8 +6186,12 @@ option(struct cmdline *cl, int ch, const char *arg)
 		cl->ro.daemon = 1;
 		return OPT_TAKEN;
 	case 'e':
+		if (!WITH_BIND && !WITH_UDP)
+			return left_out(ch, "BIND and UDP ASSOCIATE are");
 		return opt_address(&cf->external_addr, arg);
 	case 'f':
+		if (!WITH_UDP)
+			return left_out(ch, "UDP ASSOCIATE is");
 		return opt_number(&cf->frag_timeout, arg, SOCKS5_FRAG_SECS,
 		    3600, "reassembly timeout");
 	case 'h':
@@ -6051,6 +6219,8 @@ option(struct cmdline *cl, int ch, const char *arg)
 		return opt_number(&cf->idle_timeout, arg, 1, (long)LONGEST_WAIT_S,
 		    "timeout");
 	case 'u':
+		if (!WITH_AUTH)
+			return left_out(ch, "logins are");
 		cf->user_file = arg;
 		return OPT_TAKEN;
 	case 'U':
@@ -6060,7 +6230,7 @@ option(struct cmdline *cl, int ch, const char *arg)
 		cf->verbose++;
 		return OPT_TAKEN;
 	case 'V':
-		(void)printf("socks5 %s\n", SOCKS5_RELEASE);
+		(void)printf("socks5 %s%s\n", SOCKS5_RELEASE, without);
 		return 0;
 	case 'w':
 		return opt_number(&cl->ro.workers, arg, 1, SOCKS5_MAXWORKERS,

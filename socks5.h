@@ -126,7 +126,12 @@ struct socks5_config {
 					   replies instead of our own, or NULL;
 					   both IPv4 or IPv6 literals: another
 					   string fails the open (logged) */
-	const char	*user_file;	/* user:password file, or NULL: no auth */
+	const char	*user_file;	/* user:password file, or NULL: no auth
+					   (a build with SOCKS5_NO_AUTH fails
+					   the open on one; likewise rules
+					   with SOCKS5_NO_RULES, and
+					   external_addr without both BIND
+					   and UDP) */
 	int		 max_sessions;	/* session table size, default 1024 */
 	int		 spill_buffers;	/* 64 KiB spill buffers; 0: sessions/16,
 					   at least 8 */

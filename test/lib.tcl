@@ -1048,6 +1048,48 @@ if {[set i [lsearch -exact $::SOCKS5 -w]] >= 0} {
     set ::lib::workers [lindex $::SOCKS5 [expr {$i + 1}]]
 }
 testConstraint oneProcess [expr {$::lib::workers == 1}]
+
+# Features a router build may leave out (socks5.c's SOCKS5_NO_UDP,
+# _NO_BIND, _NO_RULES, _NO_AUTH): "-V" names them, "socks5 1.0.0 (without
+# udp bind)".  Constraints udp, bind, rules and auth hold when the build
+# has the feature, without_udp and so on when it has not; a test of a
+# left-out feature is skipped, and the skip counts name the feature.
+set ::lib::without {}
+if {![catch {exec {*}$::SOCKS5 -V 2>@1} v] &&
+        [regexp {\(without ([a-z ]+)\)} $v -> w]} {
+    set ::lib::without $w
+}
+foreach f {udp bind rules auth} {
+    testConstraint $f [expr {$f ni $::lib::without}]
+    testConstraint without_$f [expr {$f in $::lib::without}]
+}
+
+# requires feature... -- every test that follows in this file needs the
+# features (a file about UDP, about logins): each gets them as constraints.
+proc requires {args} {
+    if {[info commands ::lib::tcltest_test] eq ""} {
+        rename ::test ::lib::tcltest_test
+        proc ::test {name desc args} {
+            set need $::lib::required
+            if {[string match -* [lindex $args 0]]} {
+                set i [lsearch -exact $args -constraints]
+                if {$i >= 0} {
+                    lset args [expr {$i + 1}] \
+                        [concat [lindex $args [expr {$i + 1}]] $need]
+                } else {
+                    set args [linsert $args 0 -constraints $need]
+                }
+            } elseif {[llength $args] == 3} {
+                lset args 0 [concat [lindex $args 0] $need]
+            } else {
+                set args [linsert $args 0 $need]
+            }
+            uplevel 1 [list ::lib::tcltest_test $name $desc {*}$args]
+        }
+    }
+    lappend ::lib::required {*}$args
+}
+set ::lib::required {}
 set ::lib::inetd {}
 
 # Kill everything this process started and remove temporary files.
