@@ -4212,15 +4212,22 @@ flow_pump(struct flow *f, int src, int dst)
 	return 1;
 }
 
-/* dropbear's check_close(): shut each sink once its source ended. */
+/*
+ * dropbear's check_close(): shut each sink once its source ended; 1 when
+ * both are, and the session ends. When the remote's is the last, closing
+ * it (the remote socket is ours alone) sends that FIN: no shutdown().
+ */
 static int
 relay_check_close(struct session *s)
 {
+	int	 down_done = s->down.eof && s->down.len == 0;
+
 	if (s->up.eof && s->up.len == 0 && !s->up.shut) {
-		(void)shutdown(s->fd[FD_REMOTE], SHUT_WR);
+		if (!down_done)
+			(void)shutdown(s->fd[FD_REMOTE], SHUT_WR);
 		s->up.shut = 1;
 	}
-	if (s->down.eof && s->down.len == 0 && !s->down.shut) {
+	if (down_done && !s->down.shut) {
 		client_shutdown(s);
 		s->down.shut = 1;
 	}
