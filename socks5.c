@@ -1667,17 +1667,47 @@ fd_reserve(struct session *s, int n)
 	return 0;
 }
 
+/*
+ * Which of the n (at most 256) descriptors from base are open, into
+ * isopen[]: one poll() answers for all (a closed one is POLLNVAL), so a
+ * high limit costs a few calls, not one per number; fcntl() for each
+ * where poll() refuses (n above the descriptor limit).
+ */
+static void
+fds_open(int base, int n, unsigned char *isopen)
+{
+	struct pollfd	 p[256];
+	int		 i;
+
+	for (i = 0; i < n; i++) {
+		p[i].fd = base + i;
+		p[i].events = 0;
+		p[i].revents = 0;
+	}
+	if (poll(p, (nfds_t)n, 0) >= 0)
+		for (i = 0; i < n; i++)
+			isopen[i] = !(p[i].revents & POLLNVAL);
+	else
+		for (i = 0; i < n; i++)
+			isopen[i] = fcntl(base + i, F_GETFD) != -1;
+}
+
 /* How many descriptors are open below lim (at most the first 65536). */
 static long
 fd_count(long lim)
 {
-	long	 fd, n = 0;
+	unsigned char	 isopen[256];
+	long		 n = 0;
+	int		 base, i, k;
 
 	if (lim <= 0 || lim > 65536)
 		lim = 65536;
-	for (fd = 0; fd < lim; fd++)
-		if (fcntl((int)fd, F_GETFD) != -1)
-			n++;
+	for (base = 0; base < lim; base += k) {
+		k = lim - base < 256 ? (int)(lim - base) : 256;
+		fds_open(base, k, isopen);
+		for (i = 0; i < k; i++)
+			n += isopen[i];
+	}
 	return n;
 }
 
@@ -2018,28 +2048,18 @@ resolver_main(int fd)
 	}
 }
 
-/*
- * Close every descriptor from 3 below top but keep1 and keep2. poll()
- * tells which are open, 256 at a time (a closed one is POLLNVAL), so a
- * high limit costs a few calls, not one close() per number.
- */
+/* Close every descriptor from 3 below top but keep1 and keep2. */
 static void
 close_others(int top, int keep1, int keep2)
 {
-	struct pollfd	 p[256];
-	int		 base, i, n, polled;
+	unsigned char	 isopen[256];
+	int		 base, i, n;
 
 	for (base = 3; base < top; base += n) {
 		n = top - base < 256 ? top - base : 256;
-		for (i = 0; i < n; i++) {
-			p[i].fd = base + i;
-			p[i].events = 0;
-			p[i].revents = 0;
-		}
-		polled = poll(p, (nfds_t)n, 0) >= 0;
+		fds_open(base, n, isopen);
 		for (i = 0; i < n; i++)
-			if ((!polled || !(p[i].revents & POLLNVAL)) &&
-			    base + i != keep1 && base + i != keep2)
+			if (isopen[i] && base + i != keep1 && base + i != keep2)
 				(void)close(base + i);
 	}
 }
