@@ -1,5 +1,7 @@
 #!/bin/sh
-# test/bench/run.sh - benchmark ./socks5 (one process, and -w 2) against
+# test/bench/run.sh - benchmark ./socks5 (one process, and -w 2) and
+# socks5-small (the size-optimized build of test/small.sh with every
+# feature in, one process, the same options as socks5) against
 # microsocks, Dante and a direct (no proxy) baseline, on loopback only.
 # Run by hand:
 #
@@ -40,7 +42,7 @@ while [ $# -gt 0 ]; do
 	--only=*)	ONLY=${1#--only=} ;;
 	--keep)		KEEP=1 ;;
 	--no-rerun)	RERUN=0 ;;
-	-h|--help)	sed -n '2,26p' "$0"; exit 0 ;;
+	-h|--help)	sed -n '2,27p' "$0"; exit 0 ;;
 	*)		echo "run.sh: unknown option $1" >&2; exit 64 ;;
 	esac
 	shift
@@ -121,8 +123,10 @@ if [ "$NOFILE" != unlimited ] && [ "$NOFILE" -lt 4200 ]; then
 fi
 
 # ------------------------------------------------------------------
-# Build: the project with its Makefile (cc -O2), loadgen, and the
-# -Os stripped binary for the size row.
+# Build: the project with its Makefile (cc -O2), loadgen, the -Os
+# stripped binary for the size row, and the size-optimized builds of
+# test/small.sh: socks5-small (every feature: a column of its own) and,
+# for the size rows only, the CONNECT-only one.
 
 say "== build"
 make >/dev/null || { say "run.sh: make failed"; exit 1; }
@@ -135,6 +139,21 @@ LG=$WORK/loadgen
 if command -v gcc >/dev/null 2>&1; then
 	gcc -Os -o "$WORK/socks5-Os" socks5.c && strip "$WORK/socks5-Os" ||
 	    rm -f "$WORK/socks5-Os"
+fi
+# socks5-small: a private copy too, built straight into $WORK
+SMALL_FLAGS=
+if sh test/small.sh "$CC" "" "$WORK/socks5-small" >"$WORK/small.log" 2>&1
+then
+	SMALL_FLAGS=$(sed -n '1s/^small: //p' "$WORK/small.log")
+else
+	say "run.sh: test/small.sh failed: the socks5-small column is skipped"
+	tail -5 "$WORK/small.log" >&2
+	rm -f "$WORK/socks5-small"
+fi
+if want size && ! sh test/small.sh "$CC" "udp bind rules auth" \
+    "$WORK/socks5-small-connect" >>"$WORK/small.log" 2>&1; then
+	say "run.sh: test/small.sh failed for the CONNECT-only build"
+	rm -f "$WORK/socks5-small-connect"
 fi
 
 # ------------------------------------------------------------------
@@ -170,6 +189,9 @@ DANTED=$(find_bin /usr/sbin/danted /usr/bin/danted /usr/local/sbin/danted)
 # socks5-w2 is ./socks5 -w 2: a supervisor and two workers, each with
 # its own SO_REUSEPORT listening socket on Linux.
 SERVERS="socks5 socks5-w2"
+# socks5-small is test/small.sh's build with every feature: it runs as
+# socks5 does (one process, the same options)
+[ -x "$WORK/socks5-small" ] && SERVERS="$SERVERS socks5-small"
 if [ -n "$MICROSOCKS" ]; then
 	SERVERS="$SERVERS microsocks"
 else
@@ -225,6 +247,9 @@ start_server() {	# name [taskset prefix words...]
 		SPID=$! ;;
 	socks5-w2)
 		"$@" "$WORK/socks5" -w 2 -p "$PORT" $SOCKS5_OPT >>"$log" 2>&1 &
+		SPID=$! ;;
+	socks5-small)
+		"$@" "$WORK/socks5-small" -p "$PORT" $SOCKS5_OPT >>"$log" 2>&1 &
 		SPID=$! ;;
 	microsocks)
 		"$@" "$MICROSOCKS" -i 127.0.0.1 -p "$PORT" >>"$log" 2>&1 &
@@ -636,6 +661,19 @@ done
 if want size; then
 	[ -f "$WORK/socks5-Os" ] && put size socks5 \
 	    "$(wc -c <"$WORK/socks5-Os" | tr -d ' ')"
+	[ -f "$WORK/socks5-small" ] && put size socks5-small \
+	    "$(wc -c <"$WORK/socks5-small" | tr -d ' ')"
+	# the CONNECT-only build, and microsocks stripped (a copy), for
+	# the line after the table
+	[ -f "$WORK/socks5-small-connect" ] && put size-connect socks5-small \
+	    "$(wc -c <"$WORK/socks5-small-connect" | tr -d ' ')"
+	if [ -n "$MICROSOCKS" ]; then
+		cp "$MICROSOCKS" "$WORK/microsocks-stripped" &&
+		    { ${STRIP:-strip} "$WORK/microsocks-stripped" 2>/dev/null ||
+		    true; } &&
+		    put size-connect microsocks \
+		    "$(wc -c <"$WORK/microsocks-stripped" | tr -d ' ')"
+	fi
 	[ -n "$MICROSOCKS" ] && put size microsocks \
 	    "$(wc -c <"$MICROSOCKS" | tr -d ' ')"
 	[ -n "$DANTED" ] && put size dante "$(wc -c <"$DANTED" | tr -d ' ')"
@@ -644,7 +682,7 @@ fi
 # ------------------------------------------------------------------
 # Table.
 
-COLS="socks5 socks5-w2 microsocks dante direct"
+COLS="socks5 socks5-w2 socks5-small microsocks dante direct"
 
 med() { median "$RES/$1.$2"; }
 
@@ -679,9 +717,11 @@ ratio() {
 
 W1=38
 W2=14
+# label, the six columns of $COLS, then socks5/best -w 2/best small/best
+LINEFMT="%-${W1}s %${W2}s %${W2}s %${W2}s %${W2}s %${W2}s %${W2}s"
+LINEFMT="$LINEFMT %11s %9s %10s\n"
 line() {
-	printf "%-${W1}s %${W2}s %${W2}s %${W2}s %${W2}s %${W2}s %11s %9s\n" \
-	    "$@"
+	printf "$LINEFMT" "$@"
 }
 
 # row: key label format better [extra: pct|fair]
@@ -706,7 +746,8 @@ row() {
 		set -- "$@" "$c"
 	done
 	line "$label" "$@" "$(ratio "$key" socks5 "$better")" \
-	    "$(ratio "$key" socks5-w2 "$better")"
+	    "$(ratio "$key" socks5-w2 "$better")" \
+	    "$(ratio "$key" socks5-small "$better")"
 }
 
 # spread row: (max - min) / median of the repetitions kept, percent
@@ -724,7 +765,7 @@ srow() {
 		fi
 		set -- "$@" "$c"
 	done
-	line "$label" "$@" "" ""
+	line "$label" "$@" "" "" ""
 }
 
 # ROWS: key|label|format|better|extra, one a line
@@ -758,11 +799,22 @@ echo "socks5 benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -sr)," \
 echo "project: $GITREV; peers: ${MICROSOCKS_V:-no microsocks}, ${DANTE_V:-no dante}"
 echo "load average: $LOAD0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
 echo
-line "row" "socks5" "socks5 -w 2" "microsocks" "dante" "direct" \
-    "socks5/best" "-w 2/best"
-line "---" "------" "-----------" "----------" "-----" "------" \
-    "-----------" "---------"
+line "row" "socks5" "socks5 -w 2" "socks5-small" "microsocks" "dante" \
+    "direct" "socks5/best" "-w 2/best" "small/best"
+line "---" "------" "-----------" "------------" "----------" "-----" \
+    "------" "-----------" "---------" "----------"
 each_row row
+# the CONNECT-only small build against microsocks (CONNECT only too)
+if want size; then
+	sc=$(med size-connect socks5-small)
+	sm=$(med size-connect microsocks)
+	echo
+	echo "stripped size, CONNECT only: socks5-small (WITHOUT=\"udp bind" \
+	    "rules auth\") $(fmt "$sc" "%.0f") bytes, microsocks" \
+	    "$(fmt "$sm" "%.0f") bytes, ratio $(awk -v a="$sc" -v b="$sm" '
+	    BEGIN { if (a == "" || b == "" || b == 0) print "-";
+		    else printf "%.2fx", a / b }')"
+fi
 echo
 echo "spread: (max - min) / median of the repetitions behind each figure" \
     "('*': over $SPREADMAX %)"
@@ -822,17 +874,17 @@ target() {
 	awk -v v="$v" -v r="$r" -v b="$b" -v lim="$lim" -v l="$label" \
 	    -v sv="$sv" -v ref="$ref" -v mark="$mark" 'BEGIN {
 		if (v == "" || r == "" || r == 0) {
-			printf "  %-44s %-10s %-10s -\n", l, sv,
+			printf "  %-44s %-12s %-10s -\n", l, sv,
 			    ref == "abs" ? "-" : ref
 			exit
 		}
 		x = v / r
 		ok = (b == "hi") ? x >= lim : x <= lim
 		if (ref == "abs")
-			printf "  %-44s %-10s %-10s %.2f KiB%s  %s\n", l, sv,
+			printf "  %-44s %-12s %-10s %.2f KiB%s  %s\n", l, sv,
 			    "-", x, mark, ok ? "met" : "NOT met"
 		else
-			printf "  %-44s %-10s %-10s %.2fx%s  %s\n", l, sv, ref,
+			printf "  %-44s %-12s %-10s %.2fx%s  %s\n", l, sv, ref,
 			    x, mark, ok ? "met" : "NOT met"
 	}'
 }
@@ -840,7 +892,7 @@ target() {
 echo
 echo "targets (issue 12): figure / reference ('*': spread over $SPREADMAX %)"
 echo
-printf '  %-44s %-10s %-10s %s\n' target server reference "ratio  verdict"
+printf '  %-44s %-12s %-10s %s\n' target server reference "ratio  verdict"
 T50="$NSTREAMS streams"
 target "$T50 up >= 1.3x Dante (with -w 2)" streams-up socks5-w2 dante hi 1.3
 target "$T50 down >= 1.3x Dante (with -w 2)" streams-down socks5-w2 dante hi 1.3
@@ -860,6 +912,22 @@ for sv in socks5 socks5-w2; do
 	    microsocks lo 1
 	target "tree RSS per held session <= 2 KiB" rss-session $sv abs lo 2
 done
+# sizes: bytes against a limit in bytes (target prints KiB ratios)
+size_target() {	# label key server limit-bytes
+	v=$(med "$2" "$3")
+	awk -v v="$v" -v lim="$4" -v l="$1" -v sv="$3" 'BEGIN {
+		if (v == "") {
+			printf "  %-44s %-12s %-10s -\n", l, sv, "-"
+			exit
+		}
+		printf "  %-44s %-12s %-10s %d B = %.2f KiB  %s\n", l, sv, "-",
+		    v, v / 1024, v <= lim ? "met" : "NOT met"
+	}'
+}
+size_target "stripped size, CONNECT only <= 22 KiB" size-connect \
+    socks5-small 22528
+size_target "stripped size, every feature <= 40 KiB" size socks5-small \
+    40960
 
 cat <<EOF
 
@@ -894,7 +962,13 @@ notes:
     "defaults" and per held session: socks5 with -c 1024 (the default),
     $HOLD idle sessions held (IPv4 CONNECTs: no name lookup, no resolver
     helper); (tree_held - tree_idle) / sessions held.
-  - binary: socks5 built gcc -Os, dynamic, stripped; peers as shipped
-    (dynamic; their shared libraries are not counted).
+  - socks5-small: sh test/small.sh "$CC" "" OUT, the size-optimized
+    build with every feature, one process with the same options as
+    socks5 in every row; small/best is its ratio. Its build:
+    ${SMALL_FLAGS:-(not built)}
+  - binary: socks5 built gcc -Os, dynamic, stripped; socks5-small as
+    test/small.sh writes it (stripped); peers as shipped (dynamic; their
+    shared libraries are not counted). The CONNECT-only line: test/small.sh
+    with WITHOUT="udp bind rules auth", and a stripped copy of microsocks.
 EOF
 say "run.sh: done in $(( $(date +%s) - START )) s"
