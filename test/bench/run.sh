@@ -955,7 +955,8 @@ notes:
   - memory: PSS and RSS (Pss:, Rss: of /proc/PID/smaps_rollup) summed
     over the whole process tree, the server and all its descendants
     (RSS counts a shared page once per process, PSS divides it).
-    "-c 64": socks5 and socks5 -w 2 with -c 64 (64 sessions a worker);
+    "-c 64": socks5, socks5 -w 2 and socks5-small with -c 64 (64
+    sessions a worker);
     microsocks and Dante as in every other row (microsocks -i 127.0.0.1
     -p PORT; Dante with the danted.conf of run.sh): neither has a session
     limit to set. Read 1 s after the server first answered a greeting.
