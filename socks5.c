@@ -563,6 +563,7 @@ struct server {
 	int		*polled;	/* sessions in this pass's set */
 	int		 npolled;
 	int		 pi_sig;	/* the signal pipe's, or -1 */
+	int		 pi_life;	/* the lifeline's, or -1 */
 
 	/* Spill buffers (SOCKS5_BUFSIZE each) and UDP buffers (UB_SIZE). */
 	unsigned char	*tables;	/* the one block all of these are in */
@@ -616,6 +617,8 @@ struct server {
 	struct worker	 workers[SOCKS5_MAXWORKERS];
 	int		 nworkers;	/* 1: no supervisor, no workers */
 	int		 worker;	/* 1..nworkers in a worker, else 0 */
+	int		 lifeline[2];	/* the supervisor holds [1]; a worker
+					   reads EOF on [0] when it is gone */
 
 	/* Running as a daemon, with a pid file. */
 	int		 ready_fd;	/* -d: tells the parent we are up */
@@ -628,8 +631,9 @@ struct server {
 
 static struct server	 srv;
 
-/* The poll set's entries besides the sessions': signals, listeners, helpers. */
-#define PFD_OWN		(1 + SOCKS5_LISTENERS + SOCKS5_RESOLVERS)
+/* The poll set's entries besides the sessions': signals, lifeline,
+   listeners, helpers. */
+#define PFD_OWN		(2 + SOCKS5_LISTENERS + SOCKS5_RESOLVERS)
 
 #define UDPBUF(i)	(srv.udpbufs + (size_t)(i) * UB_SIZE)
 
@@ -4489,6 +4493,7 @@ poll_build(void)
 
 	srv.npfd = srv.npolled = 0;
 	srv.pi_sig = pfd_add(sig_pipe[0], POLLIN);
+	srv.pi_life = pfd_add(srv.lifeline[0], POLLIN);
 	for (i = 0; i < srv.nresolvers; i++)
 		srv.helpers[i].pi = pfd_add(srv.helpers[i].fd, POLLIN);
 	for (i = 0; i < srv.nls; i++)
@@ -4813,6 +4818,11 @@ loop_dispatch(void)
 	lookups_dispatch();
 	if (ready(srv.pi_sig))
 		signals_drain();
+	if (ready(srv.pi_life)) {
+		logmsg(LOG_ERR, "worker %d: the supervisor is gone: stopping",
+		    srv.worker);
+		got_term = 1;
+	}
 	if (srv.listen_paused && DUE(srv.listen_resume, srv.now))
 		srv.listen_paused = 0;
 	else
@@ -4851,7 +4861,8 @@ server_init(void)
 	memset(&srv, 0, sizeof(srv));
 	srv.spare_fd = -1;
 	srv.ready_fd = srv.pid_fd = -1;
-	srv.pi_sig = -1;
+	srv.pi_sig = srv.pi_life = -1;
+	srv.lifeline[0] = srv.lifeline[1] = -1;
 }
 
 static void
@@ -5047,6 +5058,33 @@ fail:
 	return -1;
 }
 
+/*
+ * Is a's port free? Sockets that spread clients among workers share
+ * their port with any later socket of the same user that asks to share
+ * it: a second server started on that port would take half the
+ * clients. A plain bind() first finds it taken (EADDRINUSE).
+ */
+static int
+port_free(const union sockaddr_any *a)
+{
+	int	 fd, one = 1, r, err;
+
+	if (sa_port(a) == 0 ||
+	    (fd = socket(a->sa.sa_family, SOCK_STREAM, 0)) == -1)
+		return 1;		/* the real bind() will tell */
+#ifdef IPV6_V6ONLY
+	if (a->sa.sa_family == AF_INET6)
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
+		    sizeof(one));
+#endif
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	r = bind(fd, &a->sa, sa_len(a));
+	err = errno;
+	(void)close(fd);
+	errno = err;
+	return r == 0 || err != EADDRINUSE;
+}
+
 /* Open a listener on spec (as -l takes it). */
 static int
 listener_open(const char *spec)
@@ -5060,7 +5098,8 @@ listener_open(const char *spec)
 		logmsg(LOG_ERR, "fatal: bad listen address %s", spec);
 		return -1;
 	}
-	if ((l->fd = listen_socket(&a, &spread)) == -1) {
+	if ((spread && !port_free(&a)) ||
+	    (l->fd = listen_socket(&a, &spread)) == -1) {
 		logmsg(LOG_ERR, "fatal: listen on %s port %d: %s", spec,
 		    (int)sa_port(&a), strerror(errno));
 		return -1;
@@ -5747,6 +5786,7 @@ worker_run(int k)
 
 	srv.owner = getpid();
 	srv.worker = k;
+	close_fd(&srv.lifeline[1]);	/* EOF on [0]: the supervisor is gone */
 	for (i = 0; i < SOCKS5_MAXWORKERS; i++)
 		srv.workers[i].pid = -1;	/* the supervisor's */
 	listeners_mine(k);
@@ -5852,6 +5892,14 @@ supervise(int n)
 
 	srv.nworkers = n;
 	srv.pace_ms = (unsigned long)SOCKS5_AUTH_DELAY_MS * (unsigned long)n;
+	if (pipe(srv.lifeline) == -1) {
+		logmsg(LOG_WARNING, "warning: lifeline pipe: %s: workers "
+		    "outlive a killed supervisor", strerror(errno));
+		srv.lifeline[0] = srv.lifeline[1] = -1;
+	} else {
+		set_cloexec(srv.lifeline[0]);
+		set_cloexec(srv.lifeline[1]);
+	}
 	for (k = 0; k < n; k++) {
 		srv.workers[k].pid = -1;
 		srv.workers[k].restart = srv.now;
@@ -5972,12 +6020,45 @@ server_forget(void)
 		close_fd(&srv.helpers[k].fd);
 	close_fd(&sig_pipe[0]);
 	close_fd(&sig_pipe[1]);
+	close_fd(&srv.lifeline[0]);
+	close_fd(&srv.lifeline[1]);
 	close_fd(&srv.pid_fd);
 	close_fd(&srv.ready_fd);
 	srv.nresolvers = 0;
 	srv.nkilled = 0;		/* the parent's to reap */
 	tables_free();
 	srv.open = 0;
+}
+
+/*
+ * O_NONBLOCK belongs to the open file, which the client's descriptors
+ * may share with others (a shell's pipe, a terminal): a copy of fd, to
+ * clear the flag again through it once the session has closed fd;
+ * -1 when fd was non-blocking already, or there is no copy to be had.
+ */
+static int
+blocking_keep(int fd)
+{
+	int	 fl, copy;
+
+	if ((fl = fcntl(fd, F_GETFL)) == -1 || (fl & O_NONBLOCK) ||
+	    (copy = dup(fd)) == -1)
+		return -1;
+	set_cloexec(copy);
+	return copy;
+}
+
+/* Make the open file of copy blocking again, and close copy. */
+static void
+blocking_restore(int *copy)
+{
+	int	 fl;
+
+	if (*copy < 0)
+		return;
+	if ((fl = fcntl(*copy, F_GETFL)) != -1)
+		(void)fcntl(*copy, F_SETFL, fl & ~O_NONBLOCK);
+	close_fd(copy);
 }
 
 /* The one session of serve_one(). */
@@ -5991,6 +6072,7 @@ serve_client(const struct socks5_config *cf, int rfd, int wfd,
 	} peer;
 	socklen_t	 plen = sizeof(peer);
 	struct sigaction sa;
+	int		 rkeep, wkeep, r = 0;
 
 	if (startup_common(cf, 1, 2, WITH_UDP ? 2 : 0) != 0)
 		return -1;
@@ -6010,14 +6092,17 @@ serve_client(const struct socks5_config *cf, int rfd, int wfd,
 			(void)close(rfd);
 		return 0;
 	}
+	rkeep = blocking_keep(rfd);
+	wkeep = wfd != rfd ? blocking_keep(wfd) : -1;
 	(void)set_nonblock(rfd);
 	(void)set_nonblock(wfd);
 	set_nodelay(rfd);
 	(void)session_new(rfd, wfd, &peer.sa, plen);
-	while (srv.nactive > 0)
-		if (loop_once() == -1)
-			return -1;
-	return 0;
+	while (srv.nactive > 0 && r == 0)
+		r = loop_once();
+	blocking_restore(&rkeep);
+	blocking_restore(&wkeep);
+	return r;
 }
 
 /*
