@@ -6303,14 +6303,40 @@ opt_listen(struct cmdline *cl, const char *arg)
 	return OPT_TAKEN;
 }
 
+/* -a: one more access rule; OPT_TAKEN, or the usage exit status. */
+static int
+opt_rule(struct cmdline *cl, const char *arg)
+{
+#if WITH_RULES
+	struct rule	 r;
+
+	if (cl->cf.nrules == SOCKS5_MAXRULES || rule_parse(&r, arg) == -1)
+		return bad("rule", arg);
+	cl->rules[cl->cf.nrules++] = arg;
+	cl->cf.rules = cl->rules;
+	return OPT_TAKEN;
+#else
+	(void)cl;
+	(void)arg;
+	return left_out('a', "access rules are");
+#endif
+}
+
+/* -m: the spill buffer count, if the address space can hold them. */
+static int
+opt_buffers(struct socks5_config *cf, const char *arg)
+{
+	if (number(arg, 2, 1048576) > 0 && !pool_fits(number(arg, 2, 1048576)))
+		return bad("buffer count (too many for this system)", arg);
+	return opt_number(&cf->spill_buffers, arg, 2, 1048576,
+	    "buffer count");
+}
+
 /* One command-line option into cl: OPT_TAKEN, or an exit status. */
 static int
 option(struct cmdline *cl, int ch, const char *arg)
 {
 	struct socks5_config	*cf = &cl->cf;
-#if WITH_RULES
-	struct rule		 r;
-#endif
 
 	switch (ch) {
 	case '4':
@@ -6320,15 +6346,7 @@ option(struct cmdline *cl, int ch, const char *arg)
 		cf->family = ch - '0';
 		return OPT_TAKEN;
 	case 'a':
-#if WITH_RULES
-		if (cf->nrules == SOCKS5_MAXRULES || rule_parse(&r, arg) == -1)
-			return bad("rule", arg);
-		cl->rules[cf->nrules++] = arg;
-		cf->rules = cl->rules;
-		return OPT_TAKEN;
-#else
-		return left_out(ch, "access rules are");
-#endif
+		return opt_rule(cl, arg);
 	case 'b':
 		return opt_address(&cf->bind_addr, arg);
 	case 'c':
@@ -6355,12 +6373,7 @@ option(struct cmdline *cl, int ch, const char *arg)
 	case 'l':
 		return opt_listen(cl, arg);
 	case 'm':
-		if (number(arg, 2, 1048576) > 0 &&
-		    !pool_fits(number(arg, 2, 1048576)))
-			return bad("buffer count (too many for this system)",
-			    arg);
-		return opt_number(&cf->spill_buffers, arg, 2, 1048576,
-		    "buffer count");
+		return opt_buffers(cf, arg);
 	case 'p':
 		cl->port_given = 1;
 		return opt_number(&cf->port, arg, 0, 65535, "port");
