@@ -103,6 +103,7 @@ static int	 fk_connect(int, const struct sockaddr *, socklen_t);
 static int	 fk_bind(int, const struct sockaddr *, socklen_t);
 static int	 fk_listen(int, int);
 static int	 fk_accept(int, struct sockaddr *, socklen_t *);
+static int	 fk_accept4(int, struct sockaddr *, socklen_t *, int);
 static int	 fk_getsockname(int, struct sockaddr *, socklen_t *);
 static int	 fk_getpeername(int, struct sockaddr *, socklen_t *);
 static int	 fk_getsockopt(int, int, int, void *, socklen_t *);
@@ -130,6 +131,7 @@ static pid_t	 fk_waitpid(pid_t, int *, int);
 #define bind(a, b, c)			fk_bind(a, b, c)
 #define listen(a, b)			fk_listen(a, b)
 #define accept(a, b, c)			fk_accept(a, b, c)
+#define accept4(a, b, c, d)		fk_accept4(a, b, c, d)
 #define getsockname(a, b, c)		fk_getsockname(a, b, c)
 #define getpeername(a, b, c)		fk_getpeername(a, b, c)
 #define getsockopt(a, b, c, d, e)	fk_getsockopt(a, b, c, d, e)
@@ -314,6 +316,9 @@ fk_socket(int dom, int type, int proto)
 		errno = EAFNOSUPPORT;
 		return -1;
 	}
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+	type &= ~(SOCK_NONBLOCK | SOCK_CLOEXEC);	/* Linux's socket_new() */
+#endif
 	fd = fake_new(K_SOCK);
 	fk[fd].fam = dom;
 	fk[fd].udp = type == SOCK_DGRAM;
@@ -391,6 +396,15 @@ fk_accept(int fd, struct sockaddr *sa, socklen_t *len)
 	if (sa != NULL)
 		fill_addr(sa, len, &pend.src);
 	return nfd;
+}
+
+/* accept4(), as socks5.c's accept_new() calls it on Linux: the flags are
+   the fakes' business (their descriptors are /dev/null's). */
+static int
+fk_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
+{
+	(void)flags;
+	return fk_accept(fd, sa, len);
 }
 
 static int
