@@ -1,6 +1,10 @@
 # socks5 - POSIX Makefile, read by GNU make and BSD make alike.
 #
 #   make                 build ./socks5
+#   make GSSAPI=1        ... with GSS-API, method 01 (RFC 1961), linked to
+#                        the system's library: krb5-config's flags, or
+#                        GSSAPI_CFLAGS and GSSAPI_LIBS (test/gssapi.sh);
+#                        `make clean` first if ./socks5 was built without
 #   make test            run the test suite against $(SOCKS5): the files
 #                        in parallel, JOBS at a time (default: two per
 #                        processor, as they mostly wait on timers;
@@ -14,7 +18,10 @@
 #                        other test-* targets run the files 1 (mips,
 #                        clock32) or 2 (sanitize, musl) at a time: their
 #                        timing margins are scaled by SOCKS5_TEST_SLOW,
-#                        not by the load of the neighbours.
+#                        not by the load of the neighbours.  The
+#                        GSS-API tests run against $(XBIN)/socks5-gssapi,
+#                        built when krb5-config is at hand (else they
+#                        skip), with a Kerberos realm of their own.
 #   make small           ./socks5-small: -Os and the other size flags
 #                        the compiler takes (test/small.sh); WITHOUT="udp
 #                        bind rules auth" (any of the words) leaves those
@@ -76,6 +83,9 @@ SOCKS5	= ./socks5
 TESTS	=
 FUZZSECS = 60
 WITHOUT	=
+GSSAPI	=
+GSSAPI_CFLAGS =
+GSSAPI_LIBS =
 XBIN	= test/tmp-bin
 QEMU_MIPS = qemu-mips -L /usr/mips-linux-gnu
 ZIG	=
@@ -109,11 +119,19 @@ SANFLAGS = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 all: socks5
 
 socks5: socks5.c socks5.h
-	$(CC) $(CFLAGS) $(LDFLAGS) -o socks5 socks5.c $(LDLIBS)
+	@if [ -n "$(GSSAPI)" ] && [ "$(GSSAPI)" != 0 ]; then \
+	    GSSAPI_CFLAGS="$(GSSAPI_CFLAGS)" GSSAPI_LIBS="$(GSSAPI_LIBS)" \
+	    sh test/gssapi.sh "$(CC) $(CFLAGS) $(LDFLAGS)" socks5 \
+	    "$(LDLIBS)"; \
+	else \
+	    echo "$(CC) $(CFLAGS) $(LDFLAGS) -o socks5 socks5.c $(LDLIBS)"; \
+	    $(CC) $(CFLAGS) $(LDFLAGS) -o socks5 socks5.c $(LDLIBS); \
+	fi
 
-test: socks5 $(XBIN)/socks5-quick
+test: socks5 $(XBIN)/socks5-quick $(XBIN)/socks5-gssapi
 	sh test/deps.sh
 	SOCKS5="$(SOCKS5)" SOCKS5_QUICK="$$(pwd)/$(XBIN)/socks5-quick" \
+	SOCKS5_GSSAPI="$$(pwd)/$(XBIN)/socks5-gssapi" \
 	SOCKS5_QUICK_DEFS="$(QUICKDEFS)" TEST_JOBS="$(JOBS)" \
 	tclsh test/all.tcl $(TESTS)
 
@@ -145,6 +163,12 @@ test-small-each:
 	for w in udp bind rules auth "udp bind rules auth"; do \
 	    $(MAKE) test-small WITHOUT="$$w" || exit 1; \
 	done
+
+$(XBIN)/socks5-gssapi: socks5.c socks5.h Makefile
+	mkdir -p $(XBIN)
+	GSSAPI_CFLAGS="$(GSSAPI_CFLAGS)" GSSAPI_LIBS="$(GSSAPI_LIBS)" \
+	    sh test/gssapi.sh "$(CC) $(CFLAGS) $(LDFLAGS)" $@ "$(LDLIBS)" \
+	    --optional
 
 $(XBIN)/socks5-quick: socks5.c socks5.h Makefile
 	mkdir -p $(XBIN)

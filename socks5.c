@@ -72,6 +72,10 @@
 
 #include "socks5.h"
 
+#ifdef SOCKS5_GSSAPI
+#include <gssapi/gssapi.h>
+#endif
+
 /* ------------------------------------------------------------------ */
 /* Tunables: every compile-time limit, each overridable with -D.       */
 
@@ -154,6 +158,10 @@
 #ifndef SOCKS5_HS_SIZE
 #define SOCKS5_HS_SIZE		520	/* handshake bytes a session keeps */
 #endif
+#ifndef SOCKS5_GSS_SESSIONS
+#define SOCKS5_GSS_SESSIONS	32	/* GSS-API sessions at once (each
+					   in a process of its own) */
+#endif
 #ifndef SOCKS5_FD_MARGIN
 #define SOCKS5_FD_MARGIN	1	/* kept out of the budget: a refused
 				   client's accept, the user file */
@@ -193,6 +201,18 @@ typedef char hs_size_check[SOCKS5_HS_SIZE >= 513 ? 1 : -1];
 #define WITH_AUTH	0
 #else
 #define WITH_AUTH	1
+#endif
+
+/*
+ * -DSOCKS5_GSSAPI (make GSSAPI=1) adds method 01, GSS-API (RFC 1961),
+ * with the system's GSS-API library: the one part of this file that
+ * needs more than libc ("GSS-API" below). Without it the file includes
+ * no GSS-API header and a greeting that offers only 01 gets FF.
+ */
+#ifdef SOCKS5_GSSAPI
+#define WITH_GSSAPI	1
+#else
+#define WITH_GSSAPI	0
 #endif
 
 /* ------------------------------------------------------------------ */
@@ -479,6 +499,14 @@ struct helper {
 	unsigned	 got;		/* bytes of it so far */
 };
 
+/* GSS-API (-g, -k, -L), as the command line asks for it. */
+struct gss_conf {
+	const char	*service;	/* -g; NULL: no method 01 */
+	const char	*keytab;	/* -k, or NULL: KRB5_KTNAME or the
+					   system's default */
+	unsigned	 levels;	/* -L: bit N allows level N (0-2) */
+};
+
 /* Login pacing: one address (IPv4) or /64 (IPv6) that failed a login. */
 struct pace {
 	unsigned char	 used;
@@ -619,6 +647,16 @@ struct server {
 	int		 worker;	/* 1..nworkers in a worker, else 0 */
 	int		 lifeline[2];	/* the supervisor holds [1]; a worker
 					   reads EOF on [0] when it is gone */
+
+#if WITH_GSSAPI
+	/* GSS-API: in the server, its sessions' processes (each forked
+	   for one); single in a process that serves one client. */
+	struct gss_conf	 gss;
+	pid_t		 gss_pid[SOCKS5_GSS_SESSIONS];
+	int		 ngss;
+	int		 gss_full_logged;
+	int		 single;
+#endif
 
 	/* Running as a daemon, with a pid file. */
 	int		 ready_fd;	/* -d: tells the parent we are up */
@@ -1758,6 +1796,7 @@ fd_budget_start(void)
 
 #define PARSE_BADVER	(-1)	/* wrong version: close, no reply */
 #define PARSE_BADATYP	(-2)	/* unknown address type: REP 08 */
+#define PARSE_BADTYPE	(-3)	/* GSS-API: not the message expected */
 
 /* VER NMETHODS METHODS[NMETHODS] */
 static int
@@ -1906,6 +1945,29 @@ udp_parse(const unsigned char *p, size_t n, struct request *r)
 		return -1;
 	r->frag = p[2];
 	return 3 + len;
+}
+#endif
+
+#if WITH_GSSAPI || defined(SOCKS5_FUZZ)
+/*
+ * RFC 1961's messages: VER(01) MTYP LEN(2) TOKEN[LEN], of type want.
+ * Long, as its length may be 65539 where an int has 16 bits.
+ */
+static long
+gss_msg_parse(const unsigned char *p, size_t n, int want)
+{
+	size_t	 len;
+
+	if (n < 2)
+		return 0;
+	if (p[0] != 1)
+		return PARSE_BADVER;
+	if (p[1] != want)
+		return PARSE_BADTYPE;
+	if (n < 4)
+		return 0;
+	len = 4 + (((size_t)p[2] << 8) | p[3]);
+	return n >= len ? (long)len : 0;
 }
 #endif
 
@@ -2548,6 +2610,39 @@ static void	handshake_run(struct session *);
 
 static const struct state_info *state_row(enum state);	/* the table */
 
+/* What the rest of the file asks of the GSS-API part (or, without it). */
+#if WITH_GSSAPI
+static int	gss_offered(const unsigned char *);
+static void	gss_start(struct session *);
+static int	client_sock(const struct session *);
+static int	gss_udp_open(unsigned char *, ssize_t *);
+static int	gss_udp_seal(const unsigned char **, size_t *);
+static void	gss_pump_events(unsigned long *, int *);
+static int	gss_pump_busy(void);
+static void	gss_pump_run(void);
+static void	gss_reap(void);
+static void	gss_sessions_stop(void);
+static int	gss_startup(void);
+#else
+#define gss_offered(p)		0
+#define gss_start(s)		((void)(s))
+#define client_sock(s)		((s)->fd[FD_CLIENT])
+#define gss_udp_open(p, n)	0
+#define gss_udp_seal(p, n)	0
+#define gss_pump_events(f, h)	((void)0)
+#define gss_pump_busy()		0
+#define gss_pump_run()		((void)0)
+#define gss_reap()		((void)0)
+#define gss_sessions_stop()	((void)0)
+#define gss_startup()		0
+#endif
+#define GSS_REQUIRED		(WITH_GSSAPI && GSS_SERVICE != NULL)
+#if WITH_GSSAPI
+#define GSS_SERVICE		srv.gss.service
+#else
+#define GSS_SERVICE		NULL
+#endif
+
 /*
  * Enter state st: the one place a session's state changes. The deadline
  * is set as the state's row says, and runs on when st continues the
@@ -2640,14 +2735,15 @@ session_log(const struct session *s)
 	const char	*method, *cmd;
 	unsigned long	 ms = srv.now - s->start, secs = srv.now_s - s->start_s;
 
-	if (srv.conf.verbose < 1)
-		return;
+	if (srv.conf.verbose < 1 || s->result == NULL)
+		return;			/* NULL: handed to another process */
 	if (secs >= 86400UL * 20)	/* the ms count may have wrapped */
 		ms = 0;
 	else
 		secs = ms / 1000;
 	method = s->method == SOCKS5_METHOD_NONE ? "none" :
-	    s->method == SOCKS5_METHOD_USERPASS ? "userpass" : "-";
+	    s->method == SOCKS5_METHOD_USERPASS ? "userpass" :
+	    s->method == SOCKS5_METHOD_GSSAPI ? "gssapi" : "-";
 	cmd = s->cmd == SOCKS5_CMD_CONNECT ? "connect" :
 	    s->cmd == SOCKS5_CMD_BIND ? "bind" :
 	    s->cmd == SOCKS5_CMD_UDP ? "udp" : "-";
@@ -3155,15 +3251,25 @@ authpace_next(unsigned long *first, int *have)
 /* ------------------------------------------------------------------ */
 /* Greeting and login (RFC 1929).                                      */
 
-/* S_GREETING: a complete method selection message is in p. */
+/*
+ * S_GREETING: a complete method selection message is in p. The method
+ * is 01 when -g is given and the client offers it, else 02 with -u,
+ * else 00 unless -g is given: with -g or -u, 00 is never chosen.
+ */
 static void
 on_greeting(struct session *s, const unsigned char *p)
 {
 	unsigned char	 r[2];
 	int		 want;
 
+	if (gss_offered(p)) {
+		gss_start(s);
+		return;
+	}
 	want = srv.conf.user_file ? SOCKS5_METHOD_USERPASS : SOCKS5_METHOD_NONE;
 	s->method = (unsigned char)greeting_method(p, want);
+	if (GSS_REQUIRED && want == SOCKS5_METHOD_NONE)
+		s->method = SOCKS5_METHOD_REJECT;	/* 01 was a must */
 	r[0] = SOCKS5_VERSION;
 	r[1] = s->method;
 	if (s->method == SOCKS5_METHOD_REJECT) {
@@ -3557,7 +3663,7 @@ bind_local(struct session *s, int fam, union sockaddr_any *a,
 				memset(a, 0, sizeof(*a));
 			(void)close(fd);
 		}
-	} else if (getsockname(s->fd[FD_CLIENT], &a->sa, alen) == -1) {
+	} else if (getsockname(client_sock(s), &a->sa, alen) == -1) {
 		memset(a, 0, sizeof(*a));
 	}
 	if (a->sa.sa_family != fam) {
@@ -3805,7 +3911,7 @@ udp_start(struct session *s, const struct request *r)
 		return;
 	}
 	memset(&a, 0, sizeof(a));
-	if (getsockname(s->fd[FD_CLIENT], &a.sa, &alen) == -1 ||
+	if (getsockname(client_sock(s), &a.sa, &alen) == -1 ||
 	    (a.sa.sa_family != AF_INET && a.sa.sa_family != AF_INET6)) {
 		session_fail(s, SOCKS5_REP_FAILURE);
 		return;
@@ -4043,6 +4149,10 @@ udp_from_client(struct session *s)
 			udp_drop(s, "not from the client");
 			continue;
 		}
+		if (gss_udp_open(scratch, &n) == -1) {
+			udp_drop(s, "gssapi: not a valid wrapped datagram");
+			continue;
+		}
 		s->uport = (unsigned short)sa_port(&src.a);
 		session_touch(s);
 		if ((hlen = udp_parse(scratch, (size_t)n, &h)) < 0) {
@@ -4068,7 +4178,8 @@ udp_from_remote(struct session *s, int fd)
 	union sockaddr_any	 to;
 	socklen_t		 slen;
 	ssize_t			 n;
-	size_t			 hlen;
+	size_t			 hlen, len;
+	const unsigned char	*p;
 	unsigned char		 hdr[22];
 	int			 i;
 
@@ -4087,11 +4198,17 @@ udp_from_remote(struct session *s, int fd)
 		}
 		hdr[0] = hdr[1] = hdr[2] = 0;
 		hlen = 3 + socksaddr_build(hdr + 3, &src.a);
+		p = scratch + sizeof(hdr) - hlen;
 		memcpy(scratch + sizeof(hdr) - hlen, hdr, hlen);
+		len = hlen + (size_t)n;
+		if (gss_udp_seal(&p, &len) == -1) {
+			udp_drop(s, "gssapi: cannot wrap it");
+			continue;
+		}
 		to = s->peer;
 		sa_set_port(&to, s->uport);
-		if (sendto(s->fd[FD_UDP], scratch + sizeof(hdr) - hlen,
-		    hlen + (size_t)n, 0, &to.sa, sa_len(&to)) == -1) {
+		if (sendto(s->fd[FD_UDP], p, len, 0, &to.sa,
+		    sa_len(&to)) == -1) {
 			udp_drop(s, strerror(errno));
 			continue;
 		}
@@ -4527,6 +4644,7 @@ poll_build(void)
 	authpace_next(&first, &have);
 #endif
 	lookups_next(&first, &have);
+	gss_pump_events(&first, &have);
 	if (srv.inline_ready)
 		return 0;		/* an answer to give: no waiting */
 	if (!have)
@@ -4804,8 +4922,10 @@ loop_dispatch(void)
 		got_chld = 0;
 		srv.last_reap = srv.now;
 		resolvers_reap();
+		gss_reap();
 	}
 	resolvers_retire();
+	gss_pump_run();			/* before its session, which it feeds */
 	for (i = 0; i < srv.npolled; i++) {
 		s = &srv.sess[srv.polled[i]];
 		if (s->state == S_FREE)
@@ -5593,6 +5713,7 @@ struct run_opts {
 	const char	*pidfile;
 	const char	*user;
 	int		 workers;	/* 0 or 1: none */
+	struct gss_conf	 gss;		/* -g, -k, -L */
 };
 
 static void	server_forget(void);
@@ -5711,6 +5832,7 @@ socks5_close(void)
 	}
 	while (srv.nactive > 0)
 		session_free(&srv.sess[srv.active[0]]);
+	gss_sessions_stop();
 	listeners_close();
 	close_fd(&srv.spare_fd);
 	for (i = 0; i < srv.nresolvers; i++)	/* they read EOF and exit */
@@ -5948,6 +6070,9 @@ serve_loop(const struct socks5_config *cf, const struct run_opts *ro)
 		return -1;
 	if (server_open(cf, ro->workers) == -1)
 		goto out;
+#if WITH_GSSAPI
+	srv.gss = ro->gss;
+#endif
 	if (ro->workers > 1)		/* as the user that bound them */
 		listeners_spread(ro->workers);
 	if (pipe(sig_pipe) == -1)
@@ -5965,6 +6090,8 @@ serve_loop(const struct socks5_config *cf, const struct run_opts *ro)
 	if (ro->pidfile != NULL && pidfile_write(ro->pidfile) == -1)
 		goto out;
 	if (ro->user != NULL && privileges_drop(ro->user) == -1)
+		goto out;
+	if (gss_startup() == -1)
 		goto out;
 	resolvers_init();
 	fd_budget_start();
@@ -6064,7 +6191,7 @@ blocking_restore(int *copy)
 /* The one session of serve_one(). */
 static int
 serve_client(const struct socks5_config *cf, int rfd, int wfd,
-    const char *user)
+    const struct run_opts *ro)
 {
 	union {
 		struct sockaddr_storage	 ss;
@@ -6077,7 +6204,13 @@ serve_client(const struct socks5_config *cf, int rfd, int wfd,
 	if (startup_common(cf, 1, 2, WITH_UDP ? 2 : 0) != 0)
 		return -1;
 	srv.fd_limit = 0;			/* one session: no budget */
-	if (user != NULL && privileges_drop(user) == -1)
+#if WITH_GSSAPI
+	srv.gss = ro->gss;
+	srv.single = 1;
+#endif
+	if (ro->user != NULL && privileges_drop(ro->user) == -1)
+		return -1;
+	if (gss_startup() == -1)
 		return -1;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
@@ -6098,7 +6231,7 @@ serve_client(const struct socks5_config *cf, int rfd, int wfd,
 	(void)set_nonblock(wfd);
 	set_nodelay(rfd);
 	(void)session_new(rfd, wfd, &peer.sa, plen);
-	while (srv.nactive > 0 && r == 0)
+	while ((srv.nactive > 0 || gss_pump_busy()) && r == 0)
 		r = loop_once();
 	blocking_restore(&rkeep);
 	blocking_restore(&wkeep);
@@ -6106,12 +6239,12 @@ serve_client(const struct socks5_config *cf, int rfd, int wfd,
 }
 
 /*
- * Serve one connected client on rfd (read) and wfd (write), as user
- * (or NULL); the server is closed again when it is done.
+ * Serve one connected client on rfd (read) and wfd (write), as ro says
+ * (-U, -g); the server is closed again when it is done.
  */
 static int
 serve_one(const struct socks5_config *cf, int rfd, int wfd,
-    const char *user)
+    const struct run_opts *ro)
 {
 	int	 r;
 
@@ -6121,7 +6254,7 @@ serve_one(const struct socks5_config *cf, int rfd, int wfd,
 		(void)close(wfd);
 		return -1;
 	}
-	r = serve_client(cf, rfd, wfd, user);
+	r = serve_client(cf, rfd, wfd, ro);
 	socks5_close();
 	return r;
 }
@@ -6129,8 +6262,902 @@ serve_one(const struct socks5_config *cf, int rfd, int wfd,
 int
 socks5_serve_fd(const struct socks5_config *cf, int fd)
 {
-	return serve_one(cf, fd, fd, NULL);
+	struct run_opts	 none;
+
+	memset(&none, 0, sizeof(none));
+	return serve_one(cf, fd, fd, &none);
 }
+
+/* ------------------------------------------------------------------ */
+/* GSS-API (RFC 1961): method 01, built with -DSOCKS5_GSSAPI.          */
+
+#ifdef SOCKS5_GSSAPI
+
+/*
+ * A session that chooses method 01 runs in a process of its own,
+ * forked for it, because GSS-API libraries allocate memory and parse
+ * much: the server's process never calls one after startup, and what
+ * a session's process allocates ends with it. There it is a
+ * single-session server (as -i is, where no fork is needed). The
+ * exchange is done first, in straight-line code with the handshake's
+ * deadline: context tokens (01 01), then the protection level (01 02).
+ * At level 0 the session goes on over the client's connection as any
+ * other. At levels 1 and 2 it goes on over one end of a socket pair,
+ * and the pump below moves the bytes between the other end and the
+ * client, each client message (01 03 LEN TOKEN) unwrapped on the way
+ * in and each read from the pair wrapped on the way out: the request,
+ * the reply and the relay need to know nothing of it, back-pressure
+ * and half-close pass through the pair. UDP datagrams are wrapped and
+ * unwrapped where they are sent and received.
+ */
+
+#define GSS_MSG_CTX	0x01		/* RFC 1961 MTYP: context token */
+#define GSS_MSG_LEVEL	0x02		/* protection level */
+#define GSS_MSG_DATA	0x03		/* encapsulated data */
+#define GSS_MSG_ABORT	0xff		/* failure: 01 FF, then close */
+#define GSS_TOKEN_MAX	65535		/* LEN is two octets */
+
+static unsigned char	 gss_in[4 + GSS_TOKEN_MAX];	/* client bytes */
+static unsigned char	 gss_out[4 + GSS_TOKEN_MAX];	/* one message out */
+
+/* The context of this process's one GSS-API session, and its pump. */
+static struct {
+	gss_ctx_id_t	 ctx;
+	int		 level;		/* granted: 0, 1 or 2 */
+	OM_uint32	 chunk;		/* most plain bytes in one token */
+	int		 on;		/* the pump runs (levels 1, 2) */
+	struct session	*s;		/* the session on the pair */
+	int		 rfd, wfd;	/* the client's connection */
+	int		 pfd;		/* our end of the pair */
+	int		 pi_r, pi_w, pi_pr, pi_pw; /* this pass's poll entries */
+	unsigned	 inlen;		/* bytes in gss_in */
+	gss_buffer_desc	 plain;		/* unwrapped, for the pair */
+	size_t		 plain_off;
+	size_t		 outlen, out_off; /* gss_out, for the client */
+	int		 in_eof;	/* the client said EOF */
+	int		 pair_eof;	/* the session's end shut or closed */
+	int		 pair_shut;	/* the client's EOF passed to it */
+	int		 client_shut;	/* its EOF passed to the client */
+	unsigned long	 deadline;	/* after the session: flush until */
+} gss;
+
+/* The library's words for a failure, in buf. */
+static const char *
+gss_words(char *buf, size_t size, OM_uint32 maj, OM_uint32 min)
+{
+	OM_uint32	 more = 0, m;
+	gss_buffer_desc	 t1, t2;
+
+	t1.length = t2.length = 0;
+	t1.value = t2.value = NULL;
+	(void)gss_display_status(&m, maj, GSS_C_GSS_CODE, GSS_C_NO_OID,
+	    &more, &t1);
+	more = 0;
+	if (min != 0)
+		(void)gss_display_status(&m, min, GSS_C_MECH_CODE,
+		    GSS_C_NO_OID, &more, &t2);
+	(void)escape(buf, size / 2, (const char *)t1.value, t1.length);
+	if (t2.length > 0) {
+		(void)strcat(buf, ": ");
+		(void)escape(buf + strlen(buf), size / 2 - 2,
+		    (const char *)t2.value, t2.length);
+	}
+	(void)gss_release_buffer(&m, &t1);
+	(void)gss_release_buffer(&m, &t2);
+	return buf;
+}
+
+/* Log a GSS-API failure of session s with the library's own words. */
+static void
+gss_log(const struct session *s, const char *what, OM_uint32 maj,
+    OM_uint32 min)
+{
+	char	 peer[64], words[512];
+
+	logmsg(LOG_WARNING, "gssapi failed client=%s: %s: %s",
+	    addr_str(peer, sizeof(peer), &s->peer), what,
+	    gss_words(words, sizeof(words), maj, min));
+}
+
+/* A refusal that is not the library's: logged the same way. */
+static void
+gss_refuse_log(const struct session *s, const char *why)
+{
+	char	 peer[64];
+
+	logmsg(LOG_WARNING, "gssapi failed client=%s: %s",
+	    addr_str(peer, sizeof(peer), &s->peer), why);
+}
+
+/*
+ * Method 01 for this greeting? When -g is given and the client offers
+ * it, unless the server already runs SOCKS5_GSS_SESSIONS of them.
+ */
+static int
+gss_offered(const unsigned char *p)
+{
+	if (srv.gss.service == NULL ||
+	    greeting_method(p, SOCKS5_METHOD_GSSAPI) != SOCKS5_METHOD_GSSAPI)
+		return 0;
+	if (srv.single || srv.ngss < SOCKS5_GSS_SESSIONS)
+		return 1;
+	if (!srv.gss_full_logged)
+		logmsg(LOG_WARNING, "warning: %d GSS-API sessions at once, "
+		    "refusing more", SOCKS5_GSS_SESSIONS);
+	srv.gss_full_logged = 1;
+	return 0;
+}
+
+/* The processes of ended sessions. */
+static void
+gss_reap(void)
+{
+	int	 i;
+
+	for (i = 0; i < srv.ngss; )
+		if (waitpid(srv.gss_pid[i], NULL, WNOHANG) != 0) {
+			srv.gss_pid[i] = srv.gss_pid[--srv.ngss];
+			srv.gss_full_logged = 0;
+		} else {
+			i++;
+		}
+}
+
+/* The server stops: so do its GSS-API sessions. */
+static void
+gss_sessions_stop(void)
+{
+	while (srv.ngss > 0) {
+		(void)kill(srv.gss_pid[--srv.ngss], SIGTERM);
+		(void)waitpid(srv.gss_pid[srv.ngss], NULL, 0);
+	}
+}
+
+/*
+ * Wait for fd to be ready for ev until the session's deadline: 1, or 0
+ * when the time is up (or a signal asked to stop).
+ */
+static int
+gss_wait(const struct session *s, int fd, short ev)
+{
+	struct pollfd	 p;
+	int		 n;
+
+	for (;;) {
+		clock_update();
+		if (got_term || DUE(s->deadline, srv.now))
+			return 0;
+		p.fd = fd;
+		p.events = ev;
+		p.revents = 0;
+		n = poll(&p, 1, (int)(s->deadline - srv.now));
+		if (n > 0)
+			return 1;
+		if (n < 0 && errno != EINTR)
+			return 0;
+	}
+}
+
+/* Send type and token to the client, whole; -1 when it cannot be. */
+static int
+gss_send(const struct session *s, int type, const gss_buffer_desc *t)
+{
+	size_t	 n, off = 0;
+	ssize_t	 w;
+
+	if (t->length > GSS_TOKEN_MAX)
+		return -1;
+	gss_out[0] = 1;
+	gss_out[1] = (unsigned char)type;
+	gss_out[2] = (unsigned char)(t->length >> 8);
+	gss_out[3] = (unsigned char)(t->length & 0xff);
+	if (t->length > 0)
+		memcpy(gss_out + 4, t->value, t->length);
+	n = 4 + t->length;
+	while (off < n) {
+		w = write(s->fd[FD_CLIENT_OUT], gss_out + off, n - off);
+		if (w > 0)
+			off += (size_t)w;
+		else if (w < 0 && AGAIN(errno))
+			(void)gss_wait(s, s->fd[FD_CLIENT_OUT], POLLOUT);
+		else
+			return -1;
+		if (off < n && DUE(s->deadline, srv.now))
+			return -1;
+	}
+	return 0;
+}
+
+/* Tell the client no (01 FF) and end the session. */
+static void
+gss_abort(struct session *s, const char *result)
+{
+	static const unsigned char no[2] = { 1, GSS_MSG_ABORT };
+
+	s->result = result;
+	session_close_with(s, no, 2);
+}
+
+/*
+ * Read the client's next message, of type want, into gss_in: its token
+ * length, or -1 (logged; s->result says why). No byte past the message
+ * is read: what follows stays for whoever reads next.
+ */
+static long
+gss_recv(struct session *s, int want)
+{
+	size_t	 need;
+	long	 len;
+	ssize_t	 n;
+
+	while ((len = gss_msg_parse(gss_in, gss.inlen, want)) == 0) {
+		need = gss.inlen < 4 ? 4 :
+		    4 + (size_t)((gss_in[2] << 8) | gss_in[3]);
+		n = read(s->fd[FD_CLIENT], gss_in + gss.inlen, need - gss.inlen);
+		if (n > 0) {
+			gss.inlen += (unsigned)n;
+		} else if (n < 0 && AGAIN(errno)) {
+			if (!gss_wait(s, s->fd[FD_CLIENT], POLLIN)) {
+				s->result = "timeout";
+				return -1;
+			}
+		} else {
+			s->result = n == 0 ? "closed" : "read-error";
+			return -1;
+		}
+	}
+	if (len < 0) {
+		gss_refuse_log(s, len == PARSE_BADTYPE ?
+		    "unexpected message type" : "bad version");
+		s->result = "gssapi-bad-message";
+		return -1;
+	}
+	return len - 4;
+}
+
+/* Take the message gss_recv() read out of gss_in. */
+static void
+gss_consume(size_t n)
+{
+	memmove(gss_in, gss_in + n, gss.inlen - n);
+	gss.inlen -= (unsigned)n;
+}
+
+/*
+ * Is the context's acceptor name SERVICE/<host>, the service of -g?
+ * The keytab may hold other services' keys too.
+ */
+static int
+gss_service_ok(const struct session *s)
+{
+	OM_uint32	 maj, min;
+	gss_name_t	 target = GSS_C_NO_NAME;
+	gss_buffer_desc	 t;
+	size_t		 n = strlen(srv.gss.service);
+	int		 ok;
+
+	t.length = 0;
+	t.value = NULL;
+	maj = gss_inquire_context(&min, gss.ctx, NULL, &target, NULL, NULL,
+	    NULL, NULL, NULL);
+	if (!GSS_ERROR(maj))
+		maj = gss_display_name(&min, target, &t, NULL);
+	if (GSS_ERROR(maj)) {
+		gss_log(s, "acceptor name", maj, min);
+		ok = 0;
+	} else {
+		ok = t.length > n && memcmp(t.value, srv.gss.service, n) == 0 &&
+		    ((const char *)t.value)[n] == '/';
+		if (!ok)
+			gss_refuse_log(s, "ticket for another service");
+	}
+	(void)gss_release_buffer(&min, &t);
+	(void)gss_release_name(&min, &target);
+	return ok;
+}
+
+/* The client's principal becomes the session's user; 0, or -1. */
+static int
+gss_principal(struct session *s, gss_name_t client)
+{
+	OM_uint32	 maj, min;
+	gss_buffer_desc	 t;
+	int		 r = 0;
+
+	t.length = 0;
+	t.value = NULL;
+	maj = gss_display_name(&min, client, &t, NULL);
+	if (GSS_ERROR(maj)) {
+		gss_log(s, "client name", maj, min);
+		r = -1;
+	} else if (t.length == 0 || t.length > 255) {
+		gss_refuse_log(s, "client name of 0 or over 255 bytes");
+		r = -1;
+	} else {
+		memcpy(s->user, t.value, t.length);
+		s->user[t.length] = '\0';
+		s->ulen = (unsigned char)t.length;
+	}
+	(void)gss_release_buffer(&min, &t);
+	return r;
+}
+
+/* Context establishment: 01 01 tokens until it is complete; 0, or -1. */
+static int
+gss_establish(struct session *s)
+{
+	OM_uint32	 maj, min, flags = 0;
+	gss_buffer_desc	 in, out;
+	gss_name_t	 client = GSS_C_NO_NAME;
+	long		 len;
+	int		 r;
+
+	do {
+		if ((len = gss_recv(s, GSS_MSG_CTX)) < 0)
+			return -1;
+		in.length = (size_t)len;
+		in.value = gss_in + 4;
+		out.length = 0;
+		out.value = NULL;
+		maj = gss_accept_sec_context(&min, &gss.ctx,
+		    GSS_C_NO_CREDENTIAL, &in, GSS_C_NO_CHANNEL_BINDINGS,
+		    &client, NULL, &out, &flags, NULL, NULL);
+		gss_consume(4 + (size_t)len);
+		if (GSS_ERROR(maj)) {
+			gss_log(s, "context", maj, min);
+			(void)gss_release_buffer(&min, &out);
+			s->result = "gssapi-failed";
+			return -1;
+		}
+		/* one answer to each token, empty when there is none */
+		r = gss_send(s, GSS_MSG_CTX, &out);
+		(void)gss_release_buffer(&min, &out);
+		if (r == -1) {
+			s->result = "client-gone";
+			return -1;
+		}
+	} while (maj & GSS_S_CONTINUE_NEEDED);
+	r = 0;
+	if (!(flags & GSS_C_INTEG_FLAG)) {
+		gss_refuse_log(s, "context without integrity");
+		r = -1;
+	}
+	if (r == 0 && (!gss_service_ok(s) || gss_principal(s, client) == -1))
+		r = -1;
+	(void)gss_release_name(&min, &client);
+	if (r == -1)
+		s->result = "gssapi-failed";
+	return r;
+}
+
+/*
+ * The level granted for the level asked: the same when -L allows it;
+ * for 3 (selective per-message protection, which needs the client to
+ * say per message and so is not done here) the strongest of 2 and 1
+ * that -L allows; else -1.
+ */
+static int
+gss_level_grant(int asked)
+{
+	if (asked >= 0 && asked <= 2)
+		return srv.gss.levels & (1u << asked) ? asked : -1;
+	if (asked == 3 && (srv.gss.levels & 4))
+		return 2;
+	if (asked == 3 && (srv.gss.levels & 2))
+		return 1;
+	return -1;
+}
+
+/* The protection level (01 02), wrapped without confidentiality. */
+static int
+gss_negotiate_level(struct session *s)
+{
+	OM_uint32	 maj, min;
+	gss_buffer_desc	 in, out, plain;
+	unsigned char	 octet;
+	long		 len;
+	int		 asked, r;
+	char		 why[48];
+
+	if ((len = gss_recv(s, GSS_MSG_LEVEL)) < 0)
+		return -1;
+	in.length = (size_t)len;
+	in.value = gss_in + 4;
+	plain.length = 0;
+	plain.value = NULL;
+	maj = gss_unwrap(&min, gss.ctx, &in, &plain, NULL, NULL);
+	gss_consume(4 + (size_t)len);
+	if (GSS_ERROR(maj) || plain.length != 1) {
+		if (GSS_ERROR(maj))
+			gss_log(s, "protection level", maj, min);
+		else
+			gss_refuse_log(s, "protection level not one octet");
+		(void)gss_release_buffer(&min, &plain);
+		s->result = "gssapi-failed";
+		return -1;
+	}
+	asked = *(unsigned char *)plain.value;
+	(void)gss_release_buffer(&min, &plain);
+	if ((gss.level = gss_level_grant(asked)) < 0) {
+		(void)sprintf(why, "protection level %d not allowed", asked);
+		gss_refuse_log(s, why);
+		s->result = "gssapi-level";
+		return -1;
+	}
+	octet = (unsigned char)gss.level;
+	in.length = 1;
+	in.value = &octet;
+	out.length = 0;
+	out.value = NULL;
+	maj = gss_wrap(&min, gss.ctx, 0, GSS_C_QOP_DEFAULT, &in, NULL, &out);
+	if (GSS_ERROR(maj)) {
+		gss_log(s, "protection level", maj, min);
+		s->result = "gssapi-failed";
+		return -1;
+	}
+	r = gss_send(s, GSS_MSG_LEVEL, &out);
+	(void)gss_release_buffer(&min, &out);
+	if (r == -1)
+		s->result = "client-gone";
+	return r;
+}
+
+/*
+ * Levels 1 and 2: the session moves to one end of a socket pair, the
+ * pump takes the client's connection and the other end. 0, or -1.
+ */
+static int
+gss_pump_start(struct session *s)
+{
+	OM_uint32	 min;
+	int		 sp[2];
+
+	if (gss_wrap_size_limit(&min, gss.ctx, gss.level == 2,
+	    GSS_C_QOP_DEFAULT, GSS_TOKEN_MAX, &gss.chunk) != GSS_S_COMPLETE ||
+	    gss.chunk == 0)
+		gss.chunk = GSS_TOKEN_MAX / 2;
+	if (gss.chunk > SOCKS5_BUFSIZE)
+		gss.chunk = SOCKS5_BUFSIZE;
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == -1) {
+		logmsg(LOG_WARNING, "warning: gssapi: socketpair: %s",
+		    strerror(errno));
+		s->result = "general-failure";
+		return -1;
+	}
+	(void)set_nonblock(sp[0]);
+	(void)set_nonblock(sp[1]);
+	set_cloexec(sp[0]);
+	set_cloexec(sp[1]);
+	gss.rfd = s->fd[FD_CLIENT];
+	gss.wfd = s->fd[FD_CLIENT_OUT];
+	gss.pfd = sp[1];
+	s->fd[FD_CLIENT] = s->fd[FD_CLIENT_OUT] = sp[0];
+	gss.s = s;
+	gss.pi_r = gss.pi_w = gss.pi_pr = gss.pi_pw = -1;
+	gss.on = 1;
+	return 0;
+}
+
+/*
+ * Method 01 was chosen, in the session's own process: 05 01, the
+ * exchange, then on to the request, protected as agreed.
+ */
+static void
+gss_begin(struct session *s)
+{
+	static const unsigned char yes[2] = { SOCKS5_VERSION,
+	    SOCKS5_METHOD_GSSAPI };
+
+	s->method = SOCKS5_METHOD_GSSAPI;
+	memcpy(gss_in, s->hs, s->hslen);	/* what came behind the greeting */
+	gss.inlen = s->hslen;
+	hs_consume(s, s->hslen);
+	reply_send(s, yes, 2);
+	while (s->state != S_DONE && s->outlen > 0)
+		if (!gss_wait(s, s->fd[FD_CLIENT_OUT], POLLOUT) ||
+		    reply_flush(s) == -1)
+			session_end(s, "client-gone");
+	if (s->state == S_DONE)
+		return;
+	if (gss_establish(s) == -1 || gss_negotiate_level(s) == -1) {
+		gss_abort(s, s->result);
+		return;
+	}
+	if (gss.level > 0 && gss_pump_start(s) == -1) {
+		session_end(s, s->result);
+		return;
+	}
+	if (gss.level == 0) {			/* what followed, in the clear */
+		memcpy(s->hs, gss_in, gss.inlen);
+		s->hslen = gss.inlen;
+		gss.inlen = 0;
+	}
+	state_enter(s, S_REQUEST);
+}
+
+/* ---- the pump (levels 1 and 2) ---- */
+
+/* What the pump polls for; its deadline once the session has ended. */
+static void
+gss_pump_events(unsigned long *first, int *have)
+{
+	gss.pi_r = gss.pi_w = gss.pi_pr = gss.pi_pw = -1;
+	if (!gss.on)
+		return;
+	if (!gss.in_eof && gss.plain.length == 0 && gss.inlen < sizeof(gss_in))
+		gss.pi_r = pfd_add(gss.rfd, POLLIN);
+	if (gss.plain.length > 0 && gss.pfd >= 0)
+		gss.pi_pw = pfd_add(gss.pfd, POLLOUT);
+	if (!gss.pair_eof && gss.outlen == 0)
+		gss.pi_pr = pfd_add(gss.pfd, POLLIN);
+	if (gss.outlen > 0)
+		gss.pi_w = pfd_add(gss.wfd, POLLOUT);
+	if (srv.nactive == 0 && (!*have || DUE(gss.deadline, *first))) {
+		*first = gss.deadline;
+		*have = 1;
+	}
+}
+
+/* Is the pump still moving bytes (after its session ended, too)? */
+static int
+gss_pump_busy(void)
+{
+	return gss.on;
+}
+
+/* The pump is done: its descriptors close. */
+static void
+gss_pump_stop(void)
+{
+	OM_uint32	 min;
+
+	if (gss.wfd != gss.rfd)
+		close_fd(&gss.wfd);
+	close_fd(&gss.rfd);
+	gss.wfd = -1;
+	close_fd(&gss.pfd);
+	(void)gss_release_buffer(&min, &gss.plain);
+	gss.on = 0;
+}
+
+/* The session on the pair ends too, with why (unless it has). */
+static void
+gss_pump_fail(const char *why)
+{
+	if (srv.nactive > 0 && gss.s->state != S_DONE)
+		session_end(gss.s, why);
+	gss_pump_stop();
+}
+
+/* Unwrap the client's messages in gss_in while the pair takes them. */
+static int
+gss_pump_unwrap(void)
+{
+	OM_uint32	 maj, min;
+	gss_buffer_desc	 in;
+	int		 conf = 0;
+	long		 len;
+
+	while (gss.plain.length == 0 && gss.inlen >= 4) {
+		if ((len = gss_msg_parse(gss_in, gss.inlen, GSS_MSG_DATA)) < 0) {
+			gss_refuse_log(gss.s, "not an encapsulated message");
+			return -1;
+		}
+		if (len == 0)
+			return 0;	/* not whole yet */
+		in.length = (size_t)len - 4;
+		in.value = gss_in + 4;
+		maj = gss_unwrap(&min, gss.ctx, &in, &gss.plain, &conf, NULL);
+		gss_consume((size_t)len);
+		if (GSS_ERROR(maj)) {
+			gss_log(gss.s, "unwrap", maj, min);
+			return -1;
+		}
+		if (gss.level == 2 && !conf) {
+			gss_refuse_log(gss.s, "message without confidentiality "
+			    "at level 2");
+			return -1;
+		}
+		gss.plain_off = 0;
+	}
+	return 0;
+}
+
+/* Client to pair: read, unwrap, write; -1 when the session must end. */
+static int
+gss_pump_in(void)
+{
+	OM_uint32	 min;
+	ssize_t		 n;
+
+	if (ready(gss.pi_r)) {
+		n = read(gss.rfd, gss_in + gss.inlen, sizeof(gss_in) - gss.inlen);
+		if (n > 0)
+			gss.inlen += (unsigned)n;
+		else if (n == 0)
+			gss.in_eof = 1;
+		else if (!AGAIN(errno))
+			return -1;
+	}
+	for (;;) {
+		if (gss_pump_unwrap() == -1)
+			return -1;
+		if (gss.plain.length == 0 || gss.pfd < 0)
+			break;
+		n = write(gss.pfd, (unsigned char *)gss.plain.value +
+		    gss.plain_off, gss.plain.length - gss.plain_off);
+		if (n < 0 && AGAIN(errno))
+			break;
+		if (n < 0)		/* the session has gone */
+			n = (ssize_t)(gss.plain.length - gss.plain_off);
+		gss.plain_off += (size_t)n;
+		if (gss.plain_off == gss.plain.length)
+			(void)gss_release_buffer(&min, &gss.plain);
+	}
+	if (gss.in_eof && gss.plain.length == 0) {
+		if (gss.inlen > 0) {
+			gss_refuse_log(gss.s, "EOF inside a message");
+			return -1;
+		}
+		if (!gss.pair_shut)
+			(void)shutdown(gss.pfd, SHUT_WR);
+		gss.pair_shut = 1;
+	}
+	return 0;
+}
+
+/* Pair to client: read, wrap, write; -1 when the session must end. */
+static int
+gss_pump_out(void)
+{
+	OM_uint32	 maj, min;
+	gss_buffer_desc	 in, out;
+	ssize_t		 n;
+
+	if (gss.outlen == 0 && ready(gss.pi_pr)) {
+		n = read(gss.pfd, scratch, gss.chunk);
+		if (n <= 0 && !(n < 0 && AGAIN(errno)))
+			gss.pair_eof = 1;
+		if (n > 0) {
+			in.length = (size_t)n;
+			in.value = scratch;
+			out.length = 0;
+			out.value = NULL;
+			maj = gss_wrap(&min, gss.ctx, gss.level == 2,
+			    GSS_C_QOP_DEFAULT, &in, NULL, &out);
+			if (GSS_ERROR(maj) || out.length > GSS_TOKEN_MAX) {
+				gss_log(gss.s, "wrap", maj, min);
+				(void)gss_release_buffer(&min, &out);
+				return -1;
+			}
+			gss_out[0] = 1;
+			gss_out[1] = GSS_MSG_DATA;
+			gss_out[2] = (unsigned char)(out.length >> 8);
+			gss_out[3] = (unsigned char)(out.length & 0xff);
+			memcpy(gss_out + 4, out.value, out.length);
+			gss.outlen = 4 + out.length;
+			gss.out_off = 0;
+			(void)gss_release_buffer(&min, &out);
+		}
+	}
+	while (gss.outlen > 0) {
+		n = write(gss.wfd, gss_out + gss.out_off,
+		    gss.outlen - gss.out_off);
+		if (n < 0)
+			return AGAIN(errno) ? 0 : -1;
+		gss.out_off += (size_t)n;
+		if (gss.out_off == gss.outlen)
+			gss.outlen = 0;
+	}
+	if (gss.pair_eof && !gss.client_shut) {
+		(void)shutdown(gss.wfd, SHUT_WR);
+		gss.client_shut = 1;
+	}
+	return 0;
+}
+
+/*
+ * One pass of the pump. It ends when both ways are done, or when its
+ * session has ended and the last bytes are out (or SOCKS5_LINGER_MS
+ * has passed since).
+ */
+static void
+gss_pump_run(void)
+{
+	if (!gss.on)
+		return;
+	if (gss_pump_in() == -1) {
+		gss_pump_fail("gssapi-unwrap");
+		return;
+	}
+	if (gss_pump_out() == -1) {
+		gss_pump_fail("client-gone");
+		return;
+	}
+	if (srv.nactive > 0)
+		gss.deadline = srv.now + SOCKS5_LINGER_MS;
+	else if (gss.client_shut || DUE(gss.deadline, srv.now))
+		gss_pump_stop();
+}
+
+/* ---- UDP at levels 1 and 2 ---- */
+
+/*
+ * A datagram from the client, *n bytes in p: 01 03 LEN TOKEN, unwrapped
+ * in place and *n made its plain length. 0, or -1: drop it.
+ */
+static int
+gss_udp_open(unsigned char *p, ssize_t *n)
+{
+	OM_uint32	 maj, min;
+	gss_buffer_desc	 in, plain;
+	int		 conf = 0, r = -1;
+
+	if (gss.level == 0)
+		return 0;
+	if (gss_msg_parse(p, (size_t)*n, GSS_MSG_DATA) != (long)*n)
+		return -1;
+	in.length = (size_t)*n - 4;
+	in.value = p + 4;
+	plain.length = 0;
+	plain.value = NULL;
+	maj = gss_unwrap(&min, gss.ctx, &in, &plain, &conf, NULL);
+	if (!GSS_ERROR(maj) && (conf || gss.level < 2) &&
+	    plain.length <= (size_t)*n) {
+		memcpy(p, plain.value, plain.length);
+		*n = (ssize_t)plain.length;
+		r = 0;
+	}
+	(void)gss_release_buffer(&min, &plain);
+	return r;
+}
+
+/*
+ * A datagram for the client, *n bytes at *p: wrapped into gss_out as
+ * 01 03 LEN TOKEN, and *p, *n made to say so. 0, or -1 (drop it).
+ */
+static int
+gss_udp_seal(const unsigned char **p, size_t *n)
+{
+	OM_uint32	 maj, min;
+	gss_buffer_desc	 in, out;
+	int		 r = -1;
+
+	if (gss.level == 0)
+		return 0;
+	in.length = *n;
+	in.value = (void *)*p;
+	out.length = 0;
+	out.value = NULL;
+	maj = gss_wrap(&min, gss.ctx, gss.level == 2, GSS_C_QOP_DEFAULT, &in,
+	    NULL, &out);
+	if (!GSS_ERROR(maj) && out.length <= GSS_TOKEN_MAX) {
+		gss_out[0] = 1;
+		gss_out[1] = GSS_MSG_DATA;
+		gss_out[2] = (unsigned char)(out.length >> 8);
+		gss_out[3] = (unsigned char)(out.length & 0xff);
+		memcpy(gss_out + 4, out.value, out.length);
+		*p = gss_out;
+		*n = 4 + out.length;
+		r = 0;
+	}
+	(void)gss_release_buffer(&min, &out);
+	return r;
+}
+
+/* ---- the session's process ---- */
+
+/* The server's descriptor that is the client's socket (UDP, BIND). */
+static int
+client_sock(const struct session *s)
+{
+	return gss.on && s == gss.s ? gss.rfd : s->fd[FD_CLIENT];
+}
+
+/*
+ * In the child: leave the server's tables and descriptors, become a
+ * single-session server for the one client, run it, and exit.
+ */
+static void
+gss_child(struct session *p)
+{
+	struct socks5_config	 cf = srv.conf;
+	struct gss_conf		 g = srv.gss;
+	union sockaddr_any	 peer = p->peer;
+	unsigned char		 hs[SOCKS5_HS_SIZE];
+	unsigned		 hslen = p->hslen;
+	unsigned long		 start = p->start, start_s = p->start_s;
+	struct session		*s;
+	int			 fd = p->fd[FD_CLIENT];
+
+	memcpy(hs, p->hs, hslen);
+	p->fd[FD_CLIENT] = p->fd[FD_CLIENT_OUT] = -1;
+	server_forget();
+	cf.user_file = NULL;		/* no logins here */
+	if (startup_common(&cf, 1, 2, WITH_UDP ? 2 : 0) != 0)
+		_exit(1);
+	srv.gss = g;
+	srv.single = 1;
+	srv.fd_limit = 0;
+	s = session_new(fd, fd, &peer.sa, sa_len(&peer));
+	s->start = start;
+	s->start_s = start_s;
+	memcpy(s->hs, hs, hslen);
+	s->hslen = hslen;
+	gss_begin(s);
+	if (s->state == S_REQUEST)
+		handshake_run(s);	/* a request that came with the rest */
+	if (s->state == S_DONE)
+		session_free(s);
+	while ((srv.nactive > 0 || gss_pump_busy()) && !got_term)
+		if (loop_once() == -1)
+			break;
+	gss_pump_stop();
+	socks5_close();
+	_exit(0);
+}
+
+/*
+ * S_GREETING chose method 01: in a single-session server, go on here;
+ * else fork the session's process and let the session go from this one.
+ */
+static void
+gss_start(struct session *s)
+{
+	static const unsigned char no[2] = { SOCKS5_VERSION, 0xff };
+	char		 peer[64];
+	pid_t		 pid;
+
+	if (srv.single) {
+		gss_begin(s);
+		return;
+	}
+	if ((pid = fork()) == -1) {
+		logmsg(LOG_WARNING, "warning: gssapi: fork: %s",
+		    strerror(errno));
+		s->result = "no-method";
+		session_close_with(s, no, 2);
+		return;
+	}
+	if (pid == 0)
+		gss_child(s);
+	srv.gss_pid[srv.ngss++] = pid;
+	logmsg(LOG_DEBUG, "gssapi: session from %s in process %ld",
+	    addr_str(peer, sizeof(peer), &s->peer), (long)pid);
+	session_end(s, NULL);		/* no line here: the child logs */
+}
+
+/*
+ * At startup, as the user the server runs as: can the keytab be read?
+ * -k names it through KRB5_KTNAME (both MIT and Heimdal read it).
+ * 0, or -1 (logged).
+ */
+static int
+gss_startup(void)
+{
+	OM_uint32	 maj, min;
+	gss_cred_id_t	 cred = GSS_C_NO_CREDENTIAL;
+	char		 words[512];
+
+	if (srv.gss.service == NULL)
+		return 0;
+	if (srv.gss.keytab != NULL && setenv("KRB5_KTNAME", srv.gss.keytab,
+	    1) == -1)
+		return -1;
+	maj = gss_acquire_cred(&min, GSS_C_NO_NAME, GSS_C_INDEFINITE,
+	    GSS_C_NO_OID_SET, GSS_C_ACCEPT, &cred, NULL, NULL);
+	if (GSS_ERROR(maj)) {
+		logmsg(LOG_ERR, "fatal: gssapi: no key to accept with "
+		    "(keytab %s): %s", srv.gss.keytab != NULL ? srv.gss.keytab :
+		    getenv("KRB5_KTNAME") != NULL ? getenv("KRB5_KTNAME") :
+		    "the system's", gss_words(words, sizeof(words), maj, min));
+		return -1;
+	}
+	(void)gss_release_cred(&min, &cred);
+	return 0;
+}
+
+#endif /* SOCKS5_GSSAPI */
 
 /* ------------------------------------------------------------------ */
 /* main: the command line.                                             */
@@ -6143,9 +7170,11 @@ usage(FILE *fp)
 	(void)fprintf(fp,
 	    "usage: socks5 [-46dhiVv] [-a rule] [-b addr] [-c max] [-e addr] "
 	    "[-f secs]\n"
-	    "              [-l addr] [-m bufs] [-p port] [-P pidfile] "
-	    "[-t secs]\n"
-	    "              [-u file] [-U user] [-w workers]\n");
+	    "              [-g service] [-k keytab] [-L levels] [-l addr] "
+	    "[-m bufs]\n"
+	    "              [-p port] [-P pidfile] [-t secs] [-u file] "
+	    "[-U user]\n"
+	    "              [-w workers]\n");
 }
 
 /* A decimal number in [lo, hi], or -1. */
@@ -6243,6 +7272,7 @@ struct cmdline {
 	const char	*rules[SOCKS5_MAXRULES];
 	char		 pidpath[1024];		/* -P and -u, made absolute */
 	char		 userpath[1024];
+	char		 keytabpath[1024];
 };
 
 /* path, or the current directory and path in buf (NULL: too long). */
@@ -6261,6 +7291,35 @@ absolute(char *buf, const char *path)
 }
 
 #define OPT_TAKEN	(-1)	/* option() took it; go on */
+
+/*
+ * -L: the protection levels GSS-API sessions may have, a comma list of
+ * clear (0), integrity (1) and confidentiality (2); OPT_TAKEN, or 64.
+ */
+static int
+opt_levels(struct cmdline *cl, const char *arg)
+{
+	static const char *const names[3] = {
+	    "clear", "integrity", "confidentiality" };
+	const char	*p = arg;
+	size_t		 n;
+	int		 i;
+
+	cl->ro.gss.levels = 0;
+	do {
+		n = strcspn(p, ",");
+		for (i = 0; i < 3; i++)
+			if ((n == strlen(names[i]) &&
+			    strncmp(p, names[i], n) == 0) ||
+			    (n == 1 && *p == '0' + i))
+				break;
+		if (i == 3)
+			return bad("protection levels", arg);
+		cl->ro.gss.levels |= 1u << i;
+		p += n;
+	} while (*p++ == ',');
+	return OPT_TAKEN;
+}
 
 /* An address option: OPT_TAKEN, or the usage exit status. */
 static int
@@ -6364,14 +7423,30 @@ option(struct cmdline *cl, int ch, const char *arg)
 			return left_out(ch, "UDP ASSOCIATE is");
 		return opt_number(&cf->frag_timeout, arg, SOCKS5_FRAG_SECS,
 		    3600, "reassembly timeout");
+	case 'g':
+		if (!WITH_GSSAPI)
+			return left_out(ch, "GSS-API is");
+		if (*arg == '\0' || strchr(arg, '/') != NULL)
+			return bad("service name", arg);
+		cl->ro.gss.service = arg;
+		return OPT_TAKEN;
 	case 'h':
 		usage(stdout);
 		return 0;
 	case 'i':
 		cl->inetd = 1;
 		return OPT_TAKEN;
+	case 'k':
+		if (!WITH_GSSAPI)
+			return left_out(ch, "GSS-API is");
+		cl->ro.gss.keytab = arg;
+		return OPT_TAKEN;
 	case 'l':
 		return opt_listen(cl, arg);
+	case 'L':
+		if (!WITH_GSSAPI)
+			return left_out(ch, "GSS-API is");
+		return opt_levels(cl, arg);
 	case 'm':
 		return opt_buffers(cf, arg);
 	case 'p':
@@ -6395,7 +7470,8 @@ option(struct cmdline *cl, int ch, const char *arg)
 		cf->verbose++;
 		return OPT_TAKEN;
 	case 'V':
-		(void)printf("socks5 %s%s\n", SOCKS5_RELEASE, without);
+		(void)printf("socks5 %s%s%s\n", SOCKS5_RELEASE, without,
+		    WITH_GSSAPI ? " (with gssapi)" : "");
 		return 0;
 	case 'w':
 		return opt_number(&cl->ro.workers, arg, 1, SOCKS5_MAXWORKERS,
@@ -6427,6 +7503,15 @@ options_check(struct cmdline *cl)
 		return bad("user file", cl->userpath);
 	if (cl->inetd || cl->ro.daemon)
 		cf->log = SOCKS5_LOG_SYSLOG;
+	if (cl->ro.gss.service == NULL &&
+	    (cl->ro.gss.keytab != NULL || cl->ro.gss.levels != 0))
+		return bad("GSS-API options", "-k and -L need -g");
+	if (cl->ro.gss.levels == 0)	/* integrity, confidentiality */
+		cl->ro.gss.levels = 6;
+	/* -k is read by the library after -d changes to / */
+	if (cl->ro.gss.keytab != NULL && (cl->ro.gss.keytab =
+	    absolute(cl->keytabpath, cl->ro.gss.keytab)) == NULL)
+		return bad("keytab", cl->keytabpath);
 	return 0;
 }
 
@@ -6524,7 +7609,7 @@ main(int argc, char *argv[])
 
 	memset(&cl, 0, sizeof(cl));
 	socks5_config_init(&cl.cf);
-	while ((ch = getopt(argc, argv, "46a:b:c:de:f:hil:m:p:P:t:u:U:Vvw:")) != -1)
+	while ((ch = getopt(argc, argv, "46a:b:c:de:f:g:hik:l:L:m:p:P:t:u:U:Vvw:")) != -1)
 		if ((r = option(&cl, ch, optarg)) != OPT_TAKEN)
 			return r;
 	if (optind != argc) {
@@ -6541,7 +7626,7 @@ main(int argc, char *argv[])
 	srv.conf = cl.cf;		/* for logmsg() */
 	if ((r = launcher_sockets(&cl)) != 0)
 		return r;
-	r = cl.inetd ? serve_one(&cl.cf, 0, wfd, cl.ro.user) :
+	r = cl.inetd ? serve_one(&cl.cf, 0, wfd, &cl.ro) :
 	    serve_loop(&cl.cf, &cl.ro);
 	if (srv.rules_invalid)
 		return 64;
