@@ -1958,10 +1958,12 @@ gss_msg_parse(const unsigned char *p, size_t n, int want)
 {
 	size_t	 len;
 
-	if (n < 2)
+	if (n < 1)
 		return 0;
 	if (p[0] != 1)
 		return PARSE_BADVER;
+	if (n < 2)
+		return 0;
 	if (p[1] != want)
 		return PARSE_BADTYPE;
 	if (n < 4)

@@ -15,7 +15,9 @@
  * the process: no packet, no connect, no DNS query.
  *
  * The first input byte picks a target (byte % 8):
- *   0 greeting	greeting_parse, greeting_method
+ *   0 greeting	greeting_parse, greeting_method; gss_msg_parse, the
+ *		RFC 1961 framing (01 MTYP LEN TOKEN) of GSS-API builds,
+ *		over the same bytes
  *   1 auth	auth_parse (RFC 1929)
  *   2 request	request_parse / socksaddr_parse; reply_build and
  *		socksaddr_build parse back to the same address
@@ -54,6 +56,7 @@
 
 #define _XOPEN_SOURCE 600
 #define SOCKS5_NO_MAIN
+#define SOCKS5_FUZZ		/* gss_msg_parse without a GSS-API library */
 
 /*
  * Every header socks5.c includes, and a few it may come to include,
@@ -1067,6 +1070,37 @@ t_greeting(const unsigned char *p, size_t n)
 		for (has = 0, i = 0; i < p[1]; i++)
 			has |= p[2 + i] == want;
 		CHECK(m == (has ? want : SOCKS5_METHOD_REJECT));
+	}
+}
+
+static int
+gss_p(const unsigned char *p, size_t n, void *arg)
+{
+	return (int)gss_msg_parse(p, n, *(int *)arg);
+}
+
+/* RFC 1961's framing, for each message type: VER MTYP LEN(2) TOKEN. */
+static void
+t_gss_frame(const unsigned char *p, size_t n)
+{
+	long	 len;
+	size_t	 whole;
+	int	 want;
+
+	for (want = 1; want <= 3; want++) {
+		len = gss_msg_parse(p, n, want);
+		CHECK(len == 0 || len == PARSE_BADVER || len == PARSE_BADTYPE ||
+		    (len >= 4 && len <= 65539 && (size_t)len <= n));
+		if (n >= 1 && p[0] != 1)
+			CHECK(len == PARSE_BADVER);
+		else if (n >= 2 && p[1] != want)
+			CHECK(len == PARSE_BADTYPE);
+		else if (n >= 4) {
+			whole = 4 + (((size_t)p[2] << 8) | p[3]);
+			CHECK(n >= whole ? len == (long)whole : len == 0);
+		} else
+			CHECK(len == 0);
+		check_prefixes((int)len, n, gss_p, p, &want);
 	}
 }
 
@@ -2261,6 +2295,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	switch (data[0] % 8) {
 	case 0:
 		t_greeting(data + 1, size - 1);
+		t_gss_frame(data + 1, size - 1);
 		break;
 	case 1:
 		t_auth(data + 1, size - 1);
