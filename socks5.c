@@ -36,8 +36,12 @@
  *   the loop                   the table of states, the poll set, running
  *                              and expiring sessions, accepting clients,
  *                              signals and the status line
- *   startup, the API, main     tables, listener, privileges, daemon; the
- *                              socks5.h functions; the command line
+ *   startup, the API           tables, listener, privileges, daemon; the
+ *                              socks5.h functions
+ *   GSS-API                    method 01 (RFC 1961), -DSOCKS5_GSSAPI only:
+ *                              a session's own process, the exchange,
+ *                              the pump that wraps and unwraps
+ *   main                       the command line
  */
 
 #ifndef _XOPEN_SOURCE		/* a host tree may have its own (600+) */
@@ -6749,6 +6753,7 @@ gss_begin(struct session *s)
 {
 	static const unsigned char yes[2] = { SOCKS5_VERSION,
 	    SOCKS5_METHOD_GSSAPI };
+	char	 peer[64], name[1100];
 
 	s->method = SOCKS5_METHOD_GSSAPI;
 	memcpy(gss_in, s->hs, s->hslen);	/* what came behind the greeting */
@@ -6765,6 +6770,10 @@ gss_begin(struct session *s)
 		gss_abort(s, s->result);
 		return;
 	}
+	if (srv.conf.verbose >= 1)
+		logmsg(LOG_INFO, "gssapi: client=%s user=%s level=%d",
+		    addr_str(peer, sizeof(peer), &s->peer),
+		    user_field(name, sizeof(name), s), gss.level);
 	if (gss.level > 0 && gss_pump_start(s) == -1) {
 		session_end(s, s->result);
 		return;
