@@ -6303,6 +6303,16 @@ socks5_serve_fd(const struct socks5_config *cf, int fd)
 #define GSS_MSG_ABORT	0xff		/* failure: 01 FF, then close */
 #define GSS_TOKEN_MAX	65535		/* LEN is two octets */
 
+/*
+ * What gss_unwrap() says besides success (when the client asked for
+ * replay and sequence detection): on the TCP connection no token may
+ * be replayed, old, out of order or missing; over UDP, loss and
+ * reordering are what UDP does, replays are not.
+ */
+#define GSS_SEQ_TCP	(GSS_S_DUPLICATE_TOKEN | GSS_S_OLD_TOKEN | \
+			    GSS_S_UNSEQ_TOKEN | GSS_S_GAP_TOKEN)
+#define GSS_SEQ_UDP	(GSS_S_DUPLICATE_TOKEN | GSS_S_OLD_TOKEN)
+
 static unsigned char	 gss_in[4 + GSS_TOKEN_MAX];	/* client bytes */
 static unsigned char	 gss_out[4 + GSS_TOKEN_MAX];	/* one message out */
 
@@ -6601,6 +6611,11 @@ gss_establish(struct session *s)
 	do {
 		if ((len = gss_recv(s, GSS_MSG_CTX)) < 0)
 			return -1;
+		if (len == 0) {		/* no mechanism starts with nothing */
+			gss_refuse_log(s, "empty context token");
+			s->result = "gssapi-failed";
+			return -1;
+		}
 		in.length = (size_t)len;
 		in.value = gss_in + 4;
 		out.length = 0;
@@ -6673,9 +6688,12 @@ gss_negotiate_level(struct session *s)
 	plain.value = NULL;
 	maj = gss_unwrap(&min, gss.ctx, &in, &plain, NULL, NULL);
 	gss_consume(4 + (size_t)len);
-	if (GSS_ERROR(maj) || plain.length != 1) {
+	if (GSS_ERROR(maj) || (maj & GSS_SEQ_TCP) || plain.length != 1) {
 		if (GSS_ERROR(maj))
 			gss_log(s, "protection level", maj, min);
+		else if (maj & GSS_SEQ_TCP)
+			gss_refuse_log(s, "protection level: a replayed or "
+			    "out-of-order token");
 		else
 			gss_refuse_log(s, "protection level not one octet");
 		(void)gss_release_buffer(&min, &plain);
@@ -6745,22 +6763,19 @@ gss_pump_start(struct session *s)
 }
 
 /*
- * Method 01 was chosen, in the session's own process: 05 01, the
- * exchange, then on to the request, protected as agreed.
+ * Method 01 was chosen and 05 01 sent, in the session's own process:
+ * the exchange, then on to the request, protected as agreed.
  */
 static void
 gss_begin(struct session *s)
 {
-	static const unsigned char yes[2] = { SOCKS5_VERSION,
-	    SOCKS5_METHOD_GSSAPI };
 	char	 peer[64], name[1100];
 
 	s->method = SOCKS5_METHOD_GSSAPI;
 	memcpy(gss_in, s->hs, s->hslen);	/* what came behind the greeting */
 	gss.inlen = s->hslen;
 	hs_consume(s, s->hslen);
-	reply_send(s, yes, 2);
-	while (s->state != S_DONE && s->outlen > 0)
+	while (s->state != S_DONE && s->outlen > 0)	/* 05 01 first */
 		if (!gss_wait(s, s->fd[FD_CLIENT_OUT], POLLOUT) ||
 		    reply_flush(s) == -1)
 			session_end(s, "client-gone");
@@ -6862,6 +6877,11 @@ gss_pump_unwrap(void)
 		gss_consume((size_t)len);
 		if (GSS_ERROR(maj)) {
 			gss_log(gss.s, "unwrap", maj, min);
+			return -1;
+		}
+		if (maj & GSS_SEQ_TCP) {
+			gss_refuse_log(gss.s, "unwrap: a replayed, out-of-order "
+			    "or missing message");
 			return -1;
 		}
 		if (gss.level == 2 && !conf) {
@@ -7013,8 +7033,8 @@ gss_udp_open(unsigned char *p, ssize_t *n)
 	plain.length = 0;
 	plain.value = NULL;
 	maj = gss_unwrap(&min, gss.ctx, &in, &plain, &conf, NULL);
-	if (!GSS_ERROR(maj) && (conf || gss.level < 2) &&
-	    plain.length <= (size_t)*n) {
+	if (!GSS_ERROR(maj) && !(maj & GSS_SEQ_UDP) &&
+	    (conf || gss.level < 2) && plain.length <= (size_t)*n) {
 		memcpy(p, plain.value, plain.length);
 		*n = (ssize_t)plain.length;
 		r = 0;
@@ -7077,11 +7097,14 @@ gss_child(struct session *p)
 	union sockaddr_any	 peer = p->peer;
 	unsigned char		 hs[SOCKS5_HS_SIZE];
 	unsigned		 hslen = p->hslen;
+	unsigned char		 out[sizeof(p->out)];
+	unsigned		 outlen = p->outlen;
 	unsigned long		 start = p->start, start_s = p->start_s;
 	struct session		*s;
 	int			 fd = p->fd[FD_CLIENT];
 
 	memcpy(hs, p->hs, hslen);
+	memcpy(out, p->out, outlen);		/* 05 01, if not all sent */
 	p->fd[FD_CLIENT] = p->fd[FD_CLIENT_OUT] = -1;
 	server_forget();
 	cf.user_file = NULL;		/* no logins here */
@@ -7095,6 +7118,8 @@ gss_child(struct session *p)
 	s->start_s = start_s;
 	memcpy(s->hs, hs, hslen);
 	s->hslen = hslen;
+	memcpy(s->out, out, outlen);
+	s->outlen = outlen;
 	gss_begin(s);
 	if (s->state == S_REQUEST)
 		handshake_run(s);	/* a request that came with the rest */
@@ -7109,16 +7134,23 @@ gss_child(struct session *p)
 }
 
 /*
- * S_GREETING chose method 01: in a single-session server, go on here;
- * else fork the session's process and let the session go from this one.
+ * S_GREETING chose method 01: 05 01 at once (a client may read it
+ * without waiting, as curl does), then, in a single-session server, go
+ * on here; else fork the session's process and let the session go from
+ * this one. When no process can be forked the session ends.
  */
 static void
 gss_start(struct session *s)
 {
-	static const unsigned char no[2] = { SOCKS5_VERSION, 0xff };
+	static const unsigned char yes[2] = { SOCKS5_VERSION,
+	    SOCKS5_METHOD_GSSAPI };
 	char		 peer[64];
 	pid_t		 pid;
 
+	s->method = SOCKS5_METHOD_GSSAPI;
+	reply_send(s, yes, 2);
+	if (s->state == S_DONE)
+		return;
 	if (srv.single) {
 		gss_begin(s);
 		return;
@@ -7126,8 +7158,7 @@ gss_start(struct session *s)
 	if ((pid = fork()) == -1) {
 		logmsg(LOG_WARNING, "warning: gssapi: fork: %s",
 		    strerror(errno));
-		s->result = "no-method";
-		session_close_with(s, no, 2);
+		session_end(s, "general-failure");
 		return;
 	}
 	if (pid == 0)
