@@ -6758,6 +6758,7 @@ gss_pump_start(struct session *s)
 	s->fd[FD_CLIENT] = s->fd[FD_CLIENT_OUT] = sp[0];
 	gss.s = s;
 	gss.pi_r = gss.pi_w = gss.pi_pr = gss.pi_pw = -1;
+	gss.deadline = srv.now + SOCKS5_LINGER_MS;
 	gss.on = 1;
 	return 0;
 }
@@ -6818,6 +6819,11 @@ gss_pump_events(unsigned long *first, int *have)
 		gss.pi_pr = pfd_add(gss.pfd, POLLIN);
 	if (gss.outlen > 0)
 		gss.pi_w = pfd_add(gss.wfd, POLLOUT);
+	if (gss.plain.length == 0 &&	/* a message came with the last */
+	    gss_msg_parse(gss_in, gss.inlen, GSS_MSG_DATA) != 0) {
+		*first = srv.now;
+		*have = 1;
+	}
 	if (srv.nactive == 0 && (!*have || DUE(gss.deadline, *first))) {
 		*first = gss.deadline;
 		*have = 1;
@@ -6894,7 +6900,10 @@ gss_pump_unwrap(void)
 	return 0;
 }
 
-/* Client to pair: read, unwrap, write; -1 when the session must end. */
+/*
+ * Client to pair: read, unwrap, write. -1 when the session must end
+ * for what the client sent, -2 when the client is gone.
+ */
 static int
 gss_pump_in(void)
 {
@@ -6908,7 +6917,7 @@ gss_pump_in(void)
 		else if (n == 0)
 			gss.in_eof = 1;
 		else if (!AGAIN(errno))
-			return -1;
+			return -2;
 	}
 	for (;;) {
 		if (gss_pump_unwrap() == -1)
@@ -6995,10 +7004,12 @@ gss_pump_out(void)
 static void
 gss_pump_run(void)
 {
+	int	 r;
+
 	if (!gss.on)
 		return;
-	if (gss_pump_in() == -1) {
-		gss_pump_fail("gssapi-unwrap");
+	if ((r = gss_pump_in()) < 0) {
+		gss_pump_fail(r == -1 ? "gssapi-unwrap" : "client-gone");
 		return;
 	}
 	if (gss_pump_out() == -1) {
