@@ -6419,12 +6419,28 @@ gss_reap(void)
 		}
 }
 
-/* The server stops: so do its GSS-API sessions. */
+/*
+ * The server stops: so do its GSS-API sessions, as its own do, at
+ * once. Each process is asked (SIGTERM, and SIGCONT for one that was
+ * stopped), given a second in all to log its session and exit, and
+ * then killed; none is left behind.
+ */
 static void
 gss_sessions_stop(void)
 {
+	int	 i, tries;
+
+	for (i = 0; i < srv.ngss; i++) {
+		(void)kill(srv.gss_pid[i], SIGTERM);
+		(void)kill(srv.gss_pid[i], SIGCONT);
+	}
+	for (tries = 0; srv.ngss > 0 && tries < 100; tries++) {
+		gss_reap();
+		if (srv.ngss > 0)
+			(void)poll(NULL, 0, 10);
+	}
 	while (srv.ngss > 0) {
-		(void)kill(srv.gss_pid[--srv.ngss], SIGTERM);
+		(void)kill(srv.gss_pid[--srv.ngss], SIGKILL);
 		(void)waitpid(srv.gss_pid[srv.ngss], NULL, 0);
 	}
 }
