@@ -166,6 +166,10 @@
 #define SOCKS5_GSS_SESSIONS	32	/* GSS-API sessions at once (each
 					   in a process of its own) */
 #endif
+#ifndef SOCKS5_GSS_PER_ADDR
+#define SOCKS5_GSS_PER_ADDR	8	/* ... of them from one address (IPv4)
+					   or /64 (IPv6) */
+#endif
 #ifndef SOCKS5_FD_MARGIN
 #define SOCKS5_FD_MARGIN	1	/* kept out of the budget: a refused
 				   client's accept, the user file */
@@ -657,6 +661,8 @@ struct server {
 	   for one); single in a process that serves one client. */
 	struct gss_conf	 gss;
 	pid_t		 gss_pid[SOCKS5_GSS_SESSIONS];
+	unsigned char	 gss_fam[SOCKS5_GSS_SESSIONS];	/* whose, as */
+	unsigned char	 gss_key[SOCKS5_GSS_SESSIONS][8]; /* peer_key() */
 	int		 ngss;
 	int		 gss_full_logged;
 	int		 single;
@@ -1147,6 +1153,32 @@ addr_str(char *buf, size_t size, const union sockaddr_any *a)
 		(void)strcpy(buf, "-");
 	return buf;
 }
+
+#if WITH_AUTH || WITH_GSSAPI
+/*
+ * A client's address as login pacing and the GSS-API sessions count
+ * it: the IPv4 address (an IPv4-mapped one too), or the /64 of an
+ * IPv6 one, in key; returns the family, 0 when it is unknown.
+ */
+static unsigned char
+peer_key(const union sockaddr_any *peer, unsigned char *key)
+{
+	unsigned char	 raw[16], fam;
+
+	memset(raw, 0, sizeof(raw));
+	memset(key, 0, 8);
+	fam = (unsigned char)peer->sa.sa_family;
+	if (fam == AF_INET)
+		memcpy(raw, &peer->sin.sin_addr, 4);
+	else if (fam == AF_INET6)
+		memcpy(raw, &peer->sin6.sin6_addr, 16);
+	else
+		fam = 0;
+	(void)addr_unmap(&fam, raw);
+	memcpy(key, raw, fam == AF_INET ? 4 : 8);
+	return fam;
+}
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Users: the -u file, read into fixed storage at startup and on HUP.  */
@@ -2618,28 +2650,32 @@ static const struct state_info *state_row(enum state);	/* the table */
 
 /* What the rest of the file asks of the GSS-API part (or, without it). */
 #if WITH_GSSAPI
-static int	gss_offered(const unsigned char *);
+static int	gss_offered(const struct session *, const unsigned char *);
 static void	gss_start(struct session *);
 static int	client_sock(const struct session *);
 static int	gss_udp_open(unsigned char *, ssize_t *);
+static int	gss_request_ok(const struct session *, int);
 static int	gss_udp_seal(const unsigned char **, size_t *);
 static void	gss_pump_events(unsigned long *, int *);
 static int	gss_pump_busy(void);
 static void	gss_pump_run(void);
 static void	gss_reap(void);
 static void	gss_sessions_stop(void);
+static void	gss_status_log(void);
 static int	gss_startup(void);
 #else
-#define gss_offered(p)		0
+#define gss_offered(s, p)	0
 #define gss_start(s)		((void)(s))
 #define client_sock(s)		((s)->fd[FD_CLIENT])
 #define gss_udp_open(p, n)	0
+#define gss_request_ok(s, c)	1
 #define gss_udp_seal(p, n)	0
 #define gss_pump_events(f, h)	((void)0)
 #define gss_pump_busy()		0
 #define gss_pump_run()		((void)0)
 #define gss_reap()		((void)0)
 #define gss_sessions_stop()	((void)0)
+#define gss_status_log()	((void)0)
 #define gss_startup()		0
 #endif
 #define GSS_REQUIRED		(WITH_GSSAPI && GSS_SERVICE != NULL)
@@ -3132,20 +3168,10 @@ static void	auth_answer(struct session *);
 static int
 authpace_find(const struct session *s, int make)
 {
-	unsigned char	 raw[16], key[8], fam;
+	unsigned char	 key[8], fam;
 	int		 i, pick = -1;
 
-	memset(raw, 0, sizeof(raw));
-	memset(key, 0, sizeof(key));
-	fam = (unsigned char)s->peer.sa.sa_family;
-	if (fam == AF_INET)
-		memcpy(raw, &s->peer.sin.sin_addr, 4);
-	else if (fam == AF_INET6)
-		memcpy(raw, &s->peer.sin6.sin6_addr, 16);
-	else
-		fam = 0;
-	(void)addr_unmap(&fam, raw);
-	memcpy(key, raw, fam == AF_INET ? 4 : 8);	/* IPv6: the /64 */
+	fam = peer_key(&s->peer, key);
 	for (i = 0; i < SOCKS5_AUTH_TRACK; i++) {
 		if (srv.authpace[i].used && srv.authpace[i].fam == fam &&
 		    memcmp(srv.authpace[i].key, key, 8) == 0)
@@ -3268,7 +3294,7 @@ on_greeting(struct session *s, const unsigned char *p)
 	unsigned char	 r[2];
 	int		 want;
 
-	if (gss_offered(p)) {
+	if (gss_offered(s, p)) {
 		gss_start(s);
 		return;
 	}
@@ -3451,6 +3477,10 @@ on_request(struct session *s, const unsigned char *p, size_t n)
 	} else {
 		(void)inet_ntop(r.atyp == SOCKS5_ATYP_IPV4 ? AF_INET : AF_INET6,
 		    r.addr, s->dname, sizeof(s->dname));
+	}
+	if (!gss_request_ok(s, r.cmd)) {
+		session_fail(s, SOCKS5_REP_NOT_ALLOWED);
+		return;
 	}
 #if WITH_UDP
 	if (r.cmd == SOCKS5_CMD_UDP) {
@@ -4896,6 +4926,7 @@ status_log(void)
 	    srv.nudpfree, srv.nudp, srv.nqueued, resolving,
 	    fd_count(fd_limit_get()), fd_limit_get(),
 	    resolvers_alive(), srv.nresolvers);
+	gss_status_log();
 }
 
 /* Did poll report anything for entry i of the set? */
@@ -4945,8 +4976,11 @@ loop_dispatch(void)
 	if (ready(srv.pi_sig))
 		signals_drain();
 	if (ready(srv.pi_life)) {
-		logmsg(LOG_ERR, "worker %d: the supervisor is gone: stopping",
-		    srv.worker);
+		if (srv.worker > 0)
+			logmsg(LOG_ERR, "worker %d: the supervisor is gone: "
+			    "stopping", srv.worker);
+		else		/* a GSS-API session's process */
+			logmsg(LOG_ERR, "gssapi: the server is gone: stopping");
 		got_term = 1;
 	}
 	if (srv.listen_paused && DUE(srv.listen_resume, srv.now))
@@ -6318,7 +6352,9 @@ static unsigned char	 gss_out[4 + GSS_TOKEN_MAX];	/* one message out */
 
 /* The context of this process's one GSS-API session, and its pump. */
 static struct {
+	gss_cred_id_t	 cred;		/* to accept with: -g's service */
 	gss_ctx_id_t	 ctx;
+	OM_uint32	 flags;		/* what the context has */
 	int		 level;		/* granted: 0, 1 or 2 */
 	OM_uint32	 chunk;		/* most plain bytes in one token */
 	int		 on;		/* the pump runs (levels 1, 2) */
@@ -6335,31 +6371,60 @@ static struct {
 	int		 pair_shut;	/* the client's EOF passed to it */
 	int		 client_shut;	/* its EOF passed to the client */
 	unsigned long	 deadline;	/* after the session: flush until */
+	int		 life[2];	/* the server holds [1]; its sessions'
+					   processes read EOF on [0] when it
+					   is gone */
+	int		 life_made;
 } gss;
+
+/*
+ * Append the library's text t to buf (of size bytes, NUL-terminated):
+ * printable ASCII as it is, being prose, and any other byte (and the
+ * backslash) as \xHH, since it may quote what a client sent.
+ */
+static void
+gss_text(char *buf, size_t size, const gss_buffer_desc *t)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = t->value;
+	size_t		 i, o = strlen(buf);
+
+	for (i = 0; i < t->length && o + 5 < size; i++) {
+		if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\') {
+			buf[o++] = (char)p[i];
+		} else {
+			buf[o++] = '\\';
+			buf[o++] = 'x';
+			buf[o++] = hex[p[i] >> 4];
+			buf[o++] = hex[p[i] & 15];
+		}
+	}
+	buf[o] = '\0';
+}
 
 /* The library's words for a failure, in buf. */
 static const char *
 gss_words(char *buf, size_t size, OM_uint32 maj, OM_uint32 min)
 {
 	OM_uint32	 more = 0, m;
-	gss_buffer_desc	 t1, t2;
+	gss_buffer_desc	 t;
 
-	t1.length = t2.length = 0;
-	t1.value = t2.value = NULL;
+	buf[0] = '\0';
+	t.length = 0;
+	t.value = NULL;
 	(void)gss_display_status(&m, maj, GSS_C_GSS_CODE, GSS_C_NO_OID,
-	    &more, &t1);
+	    &more, &t);
+	gss_text(buf, size, &t);
+	(void)gss_release_buffer(&m, &t);
+	if (min == 0)
+		return buf;
 	more = 0;
-	if (min != 0)
-		(void)gss_display_status(&m, min, GSS_C_MECH_CODE,
-		    GSS_C_NO_OID, &more, &t2);
-	(void)escape(buf, size / 2, (const char *)t1.value, t1.length);
-	if (t2.length > 0) {
+	(void)gss_display_status(&m, min, GSS_C_MECH_CODE, GSS_C_NO_OID,
+	    &more, &t);
+	if (t.length > 0 && strlen(buf) + 2 < size)
 		(void)strcat(buf, ": ");
-		(void)escape(buf + strlen(buf), size / 2 - 2,
-		    (const char *)t2.value, t2.length);
-	}
-	(void)gss_release_buffer(&m, &t1);
-	(void)gss_release_buffer(&m, &t2);
+	gss_text(buf, size, &t);
+	(void)gss_release_buffer(&m, &t);
 	return buf;
 }
 
@@ -6386,22 +6451,72 @@ gss_refuse_log(const struct session *s, const char *why)
 }
 
 /*
- * Method 01 for this greeting? When -g is given and the client offers
- * it, unless the server already runs SOCKS5_GSS_SESSIONS of them.
+ * The credential to accept with: -g's service on any host, as the
+ * host-based name "SERVICE@" says (the keytab's other keys are not
+ * taken). GSS_S_COMPLETE, or the library's failure in *min.
+ */
+static OM_uint32
+gss_acquire(gss_cred_id_t *cred, OM_uint32 *min)
+{
+	OM_uint32	 maj, m;
+	gss_buffer_desc	 t;
+	gss_name_t	 name = GSS_C_NO_NAME;
+	char		 svc[260];
+
+	(void)sprintf(svc, "%.250s@", srv.gss.service);
+	t.value = svc;
+	t.length = strlen(svc);
+	maj = gss_import_name(min, &t, GSS_C_NT_HOSTBASED_SERVICE, &name);
+	if (!GSS_ERROR(maj))
+		maj = gss_acquire_cred(min, name, GSS_C_INDEFINITE,
+		    GSS_C_NO_OID_SET, GSS_C_ACCEPT, cred, NULL, NULL);
+	(void)gss_release_name(&m, &name);
+	return maj;
+}
+
+/*
+ * Method 01 for the greeting p of session s? When -g is given and the
+ * client offers it, unless the server already runs SOCKS5_GSS_SESSIONS
+ * of them, or SOCKS5_GSS_PER_ADDR from the client's address: no one
+ * address can take every process with greetings it never follows up.
  */
 static int
-gss_offered(const unsigned char *p)
+gss_offered(const struct session *s, const unsigned char *p)
 {
+	unsigned char	 key[8], fam;
+	char		 peer[64];
+	int		 i, same = 0;
+
 	if (srv.gss.service == NULL ||
 	    greeting_method(p, SOCKS5_METHOD_GSSAPI) != SOCKS5_METHOD_GSSAPI)
 		return 0;
-	if (srv.single || srv.ngss < SOCKS5_GSS_SESSIONS)
+	if (srv.single)
 		return 1;
-	if (!srv.gss_full_logged)
-		logmsg(LOG_WARNING, "warning: %d GSS-API sessions at once, "
-		    "refusing more", SOCKS5_GSS_SESSIONS);
-	srv.gss_full_logged = 1;
+	if (srv.ngss >= SOCKS5_GSS_SESSIONS) {
+		if (!srv.gss_full_logged)
+			logmsg(LOG_WARNING, "warning: %d GSS-API sessions at "
+			    "once, refusing more", SOCKS5_GSS_SESSIONS);
+		srv.gss_full_logged = 1;
+		return 0;
+	}
+	fam = peer_key(&s->peer, key);
+	for (i = 0; i < srv.ngss; i++)
+		same += srv.gss_fam[i] == fam &&
+		    memcmp(srv.gss_key[i], key, 8) == 0;
+	if (same < SOCKS5_GSS_PER_ADDR)
+		return 1;
+	logmsg(LOG_DEBUG, "gssapi: %d sessions from %s already, refusing more",
+	    same, addr_str(peer, sizeof(peer), &s->peer));
 	return 0;
+}
+
+/* SIGUSR1's status line: the GSS-API sessions, in their processes. */
+static void
+gss_status_log(void)
+{
+	if (srv.gss.service != NULL && !srv.single)
+		logmsg(LOG_NOTICE, "status gssapi sessions=%d/%d", srv.ngss,
+		    SOCKS5_GSS_SESSIONS);
 }
 
 /* The processes of ended sessions. */
@@ -6412,7 +6527,10 @@ gss_reap(void)
 
 	for (i = 0; i < srv.ngss; )
 		if (waitpid(srv.gss_pid[i], NULL, WNOHANG) != 0) {
-			srv.gss_pid[i] = srv.gss_pid[--srv.ngss];
+			srv.ngss--;
+			srv.gss_pid[i] = srv.gss_pid[srv.ngss];
+			srv.gss_fam[i] = srv.gss_fam[srv.ngss];
+			memcpy(srv.gss_key[i], srv.gss_key[srv.ngss], 8);
 			srv.gss_full_logged = 0;
 		} else {
 			i++;
@@ -6447,22 +6565,31 @@ gss_sessions_stop(void)
 
 /*
  * Wait for fd to be ready for ev until the session's deadline: 1, or 0
- * when the time is up (or a signal asked to stop).
+ * when the time is up, a signal asked to stop, or the server is gone
+ * (EOF on the lifeline, as the loop sees it later).
  */
 static int
 gss_wait(const struct session *s, int fd, short ev)
 {
-	struct pollfd	 p;
+	struct pollfd	 p[2];
 	int		 n;
 
 	for (;;) {
 		clock_update();
 		if (got_term || DUE(s->deadline, srv.now))
 			return 0;
-		p.fd = fd;
-		p.events = ev;
-		p.revents = 0;
-		n = poll(&p, 1, (int)(s->deadline - srv.now));
+		p[0].fd = fd;
+		p[0].events = ev;
+		p[1].fd = srv.lifeline[0];
+		p[1].events = POLLIN;
+		p[0].revents = p[1].revents = 0;
+		n = poll(p, srv.lifeline[0] >= 0 ? 2 : 1,
+		    (int)(s->deadline - srv.now));
+		if (n > 0 && p[1].revents != 0) {
+			logmsg(LOG_ERR, "gssapi: the server is gone: stopping");
+			got_term = 1;
+			return 0;
+		}
 		if (n > 0)
 			return 1;
 		if (n < 0 && errno != EINTR)
@@ -6530,9 +6657,13 @@ gss_recv(struct session *s, int want)
 			gss.inlen += (unsigned)n;
 		} else if (n < 0 && AGAIN(errno)) {
 			if (!gss_wait(s, s->fd[FD_CLIENT], POLLIN)) {
-				s->result = "timeout";
+				s->result = got_term ? "closed" : "timeout";
 				return -1;
 			}
+		} else if (n == 0 && gss.inlen > 0) {
+			gss_refuse_log(s, "EOF inside a message");
+			s->result = "gssapi-bad-message";
+			return -1;
 		} else {
 			s->result = n == 0 ? "closed" : "read-error";
 			return -1;
@@ -6614,15 +6745,36 @@ gss_principal(struct session *s, gss_name_t client)
 	return r;
 }
 
-/* Context establishment: 01 01 tokens until it is complete; 0, or -1. */
+/*
+ * The context is complete: is it one to go on with? It must protect
+ * integrity, be for -g's service, and name a client that fits in a
+ * user field. 0, or -1 (logged).
+ */
+static int
+gss_accepted(struct session *s, gss_name_t client)
+{
+	if (!(gss.flags & GSS_C_INTEG_FLAG)) {
+		gss_refuse_log(s, "context without integrity");
+		return -1;
+	}
+	if (!gss_service_ok(s) || gss_principal(s, client) == -1)
+		return -1;
+	return 0;
+}
+
+/*
+ * Context establishment: 01 01 tokens until it is complete, each
+ * answered; the last answer (which carries the mutual authentication)
+ * only once the context is found good. 0, or -1.
+ */
 static int
 gss_establish(struct session *s)
 {
-	OM_uint32	 maj, min, flags = 0;
+	OM_uint32	 maj, min;
 	gss_buffer_desc	 in, out;
 	gss_name_t	 client = GSS_C_NO_NAME;
 	long		 len;
-	int		 r;
+	int		 r = 0;
 
 	do {
 		if ((len = gss_recv(s, GSS_MSG_CTX)) < 0)
@@ -6636,35 +6788,30 @@ gss_establish(struct session *s)
 		in.value = gss_in + 4;
 		out.length = 0;
 		out.value = NULL;
-		maj = gss_accept_sec_context(&min, &gss.ctx,
-		    GSS_C_NO_CREDENTIAL, &in, GSS_C_NO_CHANNEL_BINDINGS,
-		    &client, NULL, &out, &flags, NULL, NULL);
+		maj = gss_accept_sec_context(&min, &gss.ctx, gss.cred, &in,
+		    GSS_C_NO_CHANNEL_BINDINGS, &client, NULL, &out,
+		    &gss.flags, NULL, NULL);
 		gss_consume(4 + (size_t)len);
-		if (GSS_ERROR(maj)) {
+		if (GSS_ERROR(maj))
 			gss_log(s, "context", maj, min);
-			(void)gss_release_buffer(&min, &out);
-			s->result = "gssapi-failed";
-			return -1;
-		}
+		else if (!(maj & GSS_S_CONTINUE_NEEDED))
+			r = gss_accepted(s, client);
 		/* one answer to each token, empty when there is none */
-		r = gss_send(s, GSS_MSG_CTX, &out);
-		(void)gss_release_buffer(&min, &out);
-		if (r == -1) {
+		if (!GSS_ERROR(maj) && r == 0 &&
+		    gss_send(s, GSS_MSG_CTX, &out) == -1) {
+			(void)gss_release_buffer(&min, &out);
+			(void)gss_release_name(&min, &client);
 			s->result = "client-gone";
 			return -1;
 		}
-	} while (maj & GSS_S_CONTINUE_NEEDED);
-	r = 0;
-	if (!(flags & GSS_C_INTEG_FLAG)) {
-		gss_refuse_log(s, "context without integrity");
-		r = -1;
-	}
-	if (r == 0 && (!gss_service_ok(s) || gss_principal(s, client) == -1))
-		r = -1;
+		(void)gss_release_buffer(&min, &out);
+	} while (!GSS_ERROR(maj) && r == 0 && (maj & GSS_S_CONTINUE_NEEDED));
 	(void)gss_release_name(&min, &client);
-	if (r == -1)
+	if (GSS_ERROR(maj) || r == -1) {
 		s->result = "gssapi-failed";
-	return r;
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -6718,8 +6865,11 @@ gss_negotiate_level(struct session *s)
 	}
 	asked = *(unsigned char *)plain.value;
 	(void)gss_release_buffer(&min, &plain);
-	if ((gss.level = gss_level_grant(asked)) < 0) {
-		(void)sprintf(why, "protection level %d not allowed", asked);
+	if ((gss.level = gss_level_grant(asked)) < 0 ||
+	    (gss.level > 0 && !(gss.flags & GSS_C_REPLAY_FLAG))) {
+		(void)sprintf(why, gss.level < 0 ? "protection level %d not "
+		    "allowed" : "protection level %d without replay "
+		    "detection", asked);
 		gss_refuse_log(s, why);
 		s->result = "gssapi-level";
 		return -1;
@@ -6740,6 +6890,23 @@ gss_negotiate_level(struct session *s)
 	if (r == -1)
 		s->result = "client-gone";
 	return r;
+}
+
+/*
+ * At levels 1 and 2 the messages of a TCP stream must come in order and
+ * none missing: CONNECT and BIND need a context with sequence detection.
+ * UDP ASSOCIATE, where loss and reordering are what UDP does, needs
+ * only the replay detection every such context has. 1, or 0 (logged).
+ */
+static int
+gss_request_ok(const struct session *s, int cmd)
+{
+	if (gss.level == 0 || cmd == SOCKS5_CMD_UDP ||
+	    (gss.flags & GSS_C_SEQUENCE_FLAG))
+		return 1;
+	gss_refuse_log(s, "CONNECT or BIND from a context without sequence "
+	    "detection");
+	return 0;
 }
 
 /*
@@ -6786,7 +6953,8 @@ gss_pump_start(struct session *s)
 static void
 gss_begin(struct session *s)
 {
-	char	 peer[64], name[1100];
+	OM_uint32	 maj, min;
+	char		 peer[64], name[1100];
 
 	s->method = SOCKS5_METHOD_GSSAPI;
 	memcpy(gss_in, s->hs, s->hslen);	/* what came behind the greeting */
@@ -6798,6 +6966,11 @@ gss_begin(struct session *s)
 			session_end(s, "client-gone");
 	if (s->state == S_DONE)
 		return;
+	if (GSS_ERROR(maj = gss_acquire(&gss.cred, &min))) {
+		gss_log(s, "credential", maj, min);
+		gss_abort(s, "gssapi-failed");
+		return;
+	}
 	if (gss_establish(s) == -1 || gss_negotiate_level(s) == -1) {
 		gss_abort(s, s->result);
 		return;
@@ -6889,7 +7062,7 @@ gss_pump_unwrap(void)
 	while (gss.plain.length == 0 && gss.inlen >= 4) {
 		if ((len = gss_msg_parse(gss_in, gss.inlen, GSS_MSG_DATA)) < 0) {
 			gss_refuse_log(gss.s, "not an encapsulated message");
-			return -1;
+			return -3;
 		}
 		if (len == 0)
 			return 0;	/* not whole yet */
@@ -6917,14 +7090,16 @@ gss_pump_unwrap(void)
 }
 
 /*
- * Client to pair: read, unwrap, write. -1 when the session must end
- * for what the client sent, -2 when the client is gone.
+ * Client to pair: read, unwrap, write. 0, or why the session must end:
+ * -1 a message that does not unwrap, -2 the client is gone, -3 not a
+ * message, or EOF inside one.
  */
 static int
 gss_pump_in(void)
 {
 	OM_uint32	 min;
 	ssize_t		 n;
+	int		 r;
 
 	if (ready(gss.pi_r)) {
 		n = read(gss.rfd, gss_in + gss.inlen, sizeof(gss_in) - gss.inlen);
@@ -6936,8 +7111,8 @@ gss_pump_in(void)
 			return -2;
 	}
 	for (;;) {
-		if (gss_pump_unwrap() == -1)
-			return -1;
+		if ((r = gss_pump_unwrap()) < 0)
+			return r;
 		if (gss.plain.length == 0 || gss.pfd < 0)
 			break;
 		n = write(gss.pfd, (unsigned char *)gss.plain.value +
@@ -6953,7 +7128,7 @@ gss_pump_in(void)
 	if (gss.in_eof && gss.plain.length == 0) {
 		if (gss.inlen > 0) {
 			gss_refuse_log(gss.s, "EOF inside a message");
-			return -1;
+			return -3;
 		}
 		if (!gss.pair_shut)
 			(void)shutdown(gss.pfd, SHUT_WR);
@@ -7025,7 +7200,8 @@ gss_pump_run(void)
 	if (!gss.on)
 		return;
 	if ((r = gss_pump_in()) < 0) {
-		gss_pump_fail(r == -1 ? "gssapi-unwrap" : "client-gone");
+		gss_pump_fail(r == -1 ? "gssapi-unwrap" : r == -2 ?
+		    "client-gone" : "gssapi-bad-message");
 		return;
 	}
 	if (gss_pump_out() == -1) {
@@ -7133,6 +7309,7 @@ gss_child(struct session *p)
 	memcpy(hs, p->hs, hslen);
 	memcpy(out, p->out, outlen);		/* 05 01, if not all sent */
 	p->fd[FD_CLIENT] = p->fd[FD_CLIENT_OUT] = -1;
+	close_fd(&gss.life[1]);
 	server_forget();
 	cf.user_file = NULL;		/* no logins here */
 	if (startup_common(&cf, 1, 2, WITH_UDP ? 2 : 0) != 0)
@@ -7140,6 +7317,7 @@ gss_child(struct session *p)
 	srv.gss = g;
 	srv.single = 1;
 	srv.fd_limit = 0;
+	srv.lifeline[0] = gss.life[0];	/* EOF: the server is gone */
 	s = session_new(fd, fd, &peer.sa, sa_len(&peer));
 	s->start = start;
 	s->start_s = start_s;
@@ -7182,14 +7360,20 @@ gss_start(struct session *s)
 		gss_begin(s);
 		return;
 	}
-	if ((pid = fork()) == -1) {
-		logmsg(LOG_WARNING, "warning: gssapi: fork: %s",
-		    strerror(errno));
+	if (!gss.life_made && pipe(gss.life) == 0) {
+		set_cloexec(gss.life[0]);
+		set_cloexec(gss.life[1]);
+		gss.life_made = 1;
+	}
+	if (!gss.life_made || (pid = fork()) == -1) {
+		logmsg(LOG_WARNING, "warning: gssapi: no process for a "
+		    "session: %s", strerror(errno));
 		session_end(s, "general-failure");
 		return;
 	}
 	if (pid == 0)
 		gss_child(s);
+	srv.gss_fam[srv.ngss] = peer_key(&s->peer, srv.gss_key[srv.ngss]);
 	srv.gss_pid[srv.ngss++] = pid;
 	logmsg(LOG_DEBUG, "gssapi: session from %s in process %ld",
 	    addr_str(peer, sizeof(peer), &s->peer), (long)pid);
@@ -7197,9 +7381,9 @@ gss_start(struct session *s)
 }
 
 /*
- * At startup, as the user the server runs as: can the keytab be read?
- * -k names it through KRB5_KTNAME (both MIT and Heimdal read it).
- * 0, or -1 (logged).
+ * At startup, as the user the server runs as: is there a key of -g's
+ * service to accept with? -k names the keytab through KRB5_KTNAME
+ * (MIT and Heimdal read it). 0, or -1 (logged).
  */
 static int
 gss_startup(void)
@@ -7213,13 +7397,12 @@ gss_startup(void)
 	if (srv.gss.keytab != NULL && setenv("KRB5_KTNAME", srv.gss.keytab,
 	    1) == -1)
 		return -1;
-	maj = gss_acquire_cred(&min, GSS_C_NO_NAME, GSS_C_INDEFINITE,
-	    GSS_C_NO_OID_SET, GSS_C_ACCEPT, &cred, NULL, NULL);
-	if (GSS_ERROR(maj)) {
-		logmsg(LOG_ERR, "fatal: gssapi: no key to accept with "
-		    "(keytab %s): %s", srv.gss.keytab != NULL ? srv.gss.keytab :
-		    getenv("KRB5_KTNAME") != NULL ? getenv("KRB5_KTNAME") :
-		    "the system's", gss_words(words, sizeof(words), maj, min));
+	if (GSS_ERROR(maj = gss_acquire(&cred, &min))) {
+		logmsg(LOG_ERR, "fatal: gssapi: cannot accept for %s (keytab "
+		    "%s): %s", srv.gss.service, srv.gss.keytab != NULL ?
+		    srv.gss.keytab : getenv("KRB5_KTNAME") != NULL ?
+		    getenv("KRB5_KTNAME") : "the system's",
+		    gss_words(words, sizeof(words), maj, min));
 		return -1;
 	}
 	(void)gss_release_cred(&min, &cred);

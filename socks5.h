@@ -65,8 +65,8 @@ extern "C" {
  * This release of socks5 (socks5 -V prints it), and the same as a number
  * to compare in #if: 0xMMmmpp for release MM.mm.pp.
  */
-#define SOCKS5_RELEASE		"1.0.0"
-#define SOCKS5_RELEASE_NUM	0x010000L
+#define SOCKS5_RELEASE		"1.1.0"
+#define SOCKS5_RELEASE_NUM	0x010100L
 
 /* Protocol versions (RFC 1928 section 3, RFC 1929 section 2). */
 #define SOCKS5_VERSION		0x05

@@ -101,6 +101,9 @@ through; exit 1 "mismatch" means it answered something unexpected):
   --replay-data        send the same wrapped data token twice
   --downgrade[=W]      at level 2, wrap W (request or data) with
                        conf_req=FALSE
+  --no-replay          do not ask for replay detection
+  --no-sequence        do not ask for sequence detection (for TCP: it is
+                       never asked for UDP)
   --no-mutual          do not ask for mutual auth; report whether the server
                        answers the final context token (final-reply-len=N)
 """
@@ -416,6 +419,10 @@ def make_context(args, udp):
         flags |= f.out_of_sequence_detection
     if args.no_mutual:
         flags &= ~f.mutual_authentication
+    if args.no_replay:
+        flags &= ~f.replay_detection
+    if args.no_sequence:
+        flags &= ~f.out_of_sequence_detection
     if "@" in args.service or "/" not in args.service:
         name = gssapi.Name(args.service, gssapi.NameType.hostbased_service)
     else:
@@ -854,6 +861,8 @@ def main(argv):
     ap.add_argument("--replay-data", action="store_true")
     ap.add_argument("--no-ticket", action="store_true")
     ap.add_argument("--no-mutual", action="store_true")
+    ap.add_argument("--no-replay", action="store_true")
+    ap.add_argument("--no-sequence", action="store_true")
     # echo helpers
     ap.add_argument("--echo-tcp", type=int)
     ap.add_argument("--echo-udp", type=int)
