@@ -7678,8 +7678,8 @@ option(struct cmdline *cl, int ch, const char *arg)
 	case 'g':
 		if (!WITH_GSSAPI)
 			return left_out(ch, "GSS-API is");
-		if (*arg == '\0' || strchr(arg, '/') != NULL)
-			return bad("service name", arg);
+		if (*arg == '\0' || strcspn(arg, "/@") != strlen(arg))
+			return bad("service name", arg);	/* not a principal */
 		cl->ro.gss.service = arg;
 		return OPT_TAKEN;
 	case 'h':
