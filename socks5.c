@@ -5136,15 +5136,17 @@ port_parse(const char *s)
 	return n == 0 || *s != '\0' || v > 65535 ? -1 : v;
 }
 
+#define LISTEN_HOST	64	/* room for the address of an -l */
+
 /*
  * A listen address as -l takes it: ADDR, ADDR:PORT or [ADDR]:PORT (an
  * IPv6 address with a port needs the brackets). Without a port: port.
+ * The address as given goes to host (LISTEN_HOST bytes), for messages.
  */
 static int
-listen_spec_parse(union sockaddr_any *a, socklen_t *alen, const char *spec,
-    int port)
+listen_spec_parse(union sockaddr_any *a, socklen_t *alen, char *host,
+    const char *spec, int port)
 {
-	char		 host[64];
 	const char	*addr = spec, *end, *colon;
 	long		 p = port;
 
@@ -5162,7 +5164,7 @@ listen_spec_parse(union sockaddr_any *a, socklen_t *alen, const char *spec,
 			return -1;
 	} else
 		end = spec + strlen(spec);	/* an address alone */
-	if ((size_t)(end - addr) >= sizeof(host))
+	if ((size_t)(end - addr) >= LISTEN_HOST)
 		return -1;
 	memcpy(host, addr, (size_t)(end - addr));
 	host[end - addr] = '\0';
@@ -5252,16 +5254,17 @@ listener_open(const char *spec)
 	struct listener		*l = &srv.ls[srv.nls];
 	union sockaddr_any	 a;
 	socklen_t		 alen;
+	char			 host[LISTEN_HOST];
 	int			 spread = srv.spread;
 
-	if (listen_spec_parse(&a, &alen, spec, srv.conf.port) == -1) {
+	if (listen_spec_parse(&a, &alen, host, spec, srv.conf.port) == -1) {
 		logmsg(LOG_ERR, "fatal: bad listen address %s", spec);
 		return -1;
 	}
 	if ((spread && !port_free(&a)) ||
 	    (l->fd = listen_socket(&a, &spread)) == -1) {
-		logmsg(LOG_ERR, "fatal: listen on %s port %d: %s", spec,
-		    (int)sa_port(&a), strerror(errno));
+		logmsg(LOG_ERR, "fatal: listen on %s port %u: %s", host,
+		    sa_port(&a), strerror(errno));
 		return -1;
 	}
 	l->inherited = 0;
@@ -5606,11 +5609,12 @@ listen_specs_ok(const struct socks5_config *cf)
 {
 	union sockaddr_any	 a;
 	socklen_t		 alen;
+	char			 host[LISTEN_HOST];
 	int			 i;
 
 	for (i = 0; i < cf->nlisten; i++)
 		if (cf->listen[i] == NULL ||
-		    listen_spec_parse(&a, &alen, cf->listen[i], 0) == -1)
+		    listen_spec_parse(&a, &alen, host, cf->listen[i], 0) == -1)
 			return 0;
 	return 1;
 }
@@ -7604,10 +7608,11 @@ opt_listen(struct cmdline *cl, const char *arg)
 {
 	union sockaddr_any	 a;
 	socklen_t		 alen;
+	char			 host[LISTEN_HOST];
 
 	if (cl->cf.nlisten == SOCKS5_LISTENERS)
 		return bad("listen address (too many -l)", arg);
-	if (listen_spec_parse(&a, &alen, arg, 0) == -1)
+	if (listen_spec_parse(&a, &alen, host, arg, 0) == -1)
 		return bad("listen address", arg);
 	cl->listen[cl->cf.nlisten++] = arg;
 	cl->cf.listen = cl->listen;
