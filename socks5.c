@@ -6119,8 +6119,10 @@ serve_loop(const struct socks5_config *cf, const struct run_opts *ro)
 #endif
 	if (ro->workers > 1)		/* as the user that bound them */
 		listeners_spread(ro->workers);
-	if (pipe(sig_pipe) == -1)
+	if (pipe(sig_pipe) == -1) {
+		logmsg(LOG_ERR, "fatal: pipe: %s", strerror(errno));
 		goto out;
+	}
 	(void)set_nonblock(sig_pipe[0]);
 	(void)set_nonblock(sig_pipe[1]);
 	set_cloexec(sig_pipe[0]);
