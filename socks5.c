@@ -7451,9 +7451,43 @@ number(const char *s, long lo, long hi)
 	return v;
 }
 
+/*
+ * With -i among the options, descriptors 0, 1 and 2 may all be the
+ * client's connection (inetd puts it on the three): option errors are
+ * logged to syslog then, without the usage, and nothing is written there.
+ */
+static int	 opts_logged;
+
+/*
+ * Is -i among the options? Asked before getopt(), since an error may
+ * come before the -i. A word of flags with an i in it counts (-i, -vi);
+ * the i of "-ti" is -t's argument. The one word it can mistake, an
+ * argument spelled "-i", sends no more than a usage error to syslog.
+ */
+static int
+inetd_asked(int argc, char *argv[])
+{
+	const char	*p;
+	int		 i;
+
+	for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (argv[i][0] != '-')
+			continue;
+		for (p = argv[i] + 1; *p != '\0' && strchr("46dhVv", *p); p++)
+			;
+		if (*p == 'i')
+			return 1;
+	}
+	return 0;
+}
+
 static int
 bad(const char *what, const char *arg)
 {
+	if (opts_logged) {
+		logmsg(LOG_ERR, "bad %s: %s", what, arg);
+		return 64;
+	}
 	(void)fprintf(stderr, "socks5: bad %s: %s\n", what, arg);
 	usage(stderr);
 	return 64;
@@ -7463,9 +7497,24 @@ bad(const char *what, const char *arg)
 static int
 left_out(int ch, const char *what)
 {
+	if (opts_logged) {
+		logmsg(LOG_ERR, "-%c: %s left out of this build", ch, what);
+		return 64;
+	}
 	(void)fprintf(stderr, "socks5: -%c: %s left out of this build\n", ch,
 	    what);
 	usage(stderr);
+	return 64;
+}
+
+/* An unknown option, or one without its argument: getopt() said which. */
+static int
+bad_option(int ch)
+{
+	if (opts_logged)
+		logmsg(LOG_ERR, "bad option -%c, or its argument missing", ch);
+	else
+		usage(stderr);
 	return 64;
 }
 
@@ -7656,6 +7705,9 @@ option(struct cmdline *cl, int ch, const char *arg)
 {
 	struct socks5_config	*cf = &cl->cf;
 
+	/* Their output would go to the client. */
+	if (opts_logged && (ch == 'h' || ch == 'V'))
+		return bad("option with -i", ch == 'h' ? "-h" : "-V");
 	switch (ch) {
 	case '4':
 	case '6':
@@ -7736,8 +7788,7 @@ option(struct cmdline *cl, int ch, const char *arg)
 		return opt_number(&cl->ro.workers, arg, 1, SOCKS5_MAXWORKERS,
 		    "worker count");
 	default:
-		usage(stderr);
-		return 64;
+		return bad_option(optopt);
 	}
 }
 
@@ -7868,13 +7919,17 @@ main(int argc, char *argv[])
 
 	memset(&cl, 0, sizeof(cl));
 	socks5_config_init(&cl.cf);
+	if (inetd_asked(argc, argv)) {
+		opts_logged = 1;
+		opterr = 0;		/* getopt() would write on fd 2 */
+		srv.conf.log = SOCKS5_LOG_SYSLOG;
+		openlog("socks5", LOG_PID, LOG_DAEMON);
+	}
 	while ((ch = getopt(argc, argv, "46a:b:c:de:f:g:hik:l:L:m:p:P:t:u:U:Vvw:")) != -1)
 		if ((r = option(&cl, ch, optarg)) != OPT_TAKEN)
 			return r;
-	if (optind != argc) {
-		usage(stderr);
-		return 64;
-	}
+	if (optind != argc)
+		return bad("operand", argv[optind]);
 	if ((r = options_check(&cl)) != 0)
 		return r;
 	if (stdfds_open(cl.inetd, &wfd) == -1) {
