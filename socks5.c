@@ -5286,6 +5286,11 @@ listener_adopt(int fd)
 	socklen_t	 len;
 	int		 type = 0;
 
+	if (fcntl(fd, F_GETFD) == -1) {
+		logmsg(LOG_ERR, "fatal: descriptor %d from the launcher is "
+		    "not open", fd);
+		return -1;
+	}
 	len = sizeof(type);
 	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1 ||
 	    type != SOCK_STREAM) {
@@ -7828,20 +7833,27 @@ options_check(struct cmdline *cl)
 /*
  * systemd's socket activation: when LISTEN_PID is this process,
  * LISTEN_FDS descriptors from 3 on are listening sockets. Returns how
- * many (0: none were passed), or -1.
+ * many (0: none were passed), or -1. As sd_listen_fds(3) has it,
+ * LISTEN_FDS=0 passes none, and one that is not a number is an error.
  */
 static int
 sockets_from_systemd(struct cmdline *cl)
 {
 	const char	*pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	char		 text[64];
 	long		 i, n;
 
 	if (pid == NULL || fds == NULL ||
 	    number(pid, 1, 2147483647L) != (long)getpid())
 		return 0;
+	(void)escape(text, sizeof(text), fds, strlen(fds));
+	if (fds[0] == '\0' || fds[strspn(fds, "0123456789")] != '\0') {
+		logmsg(LOG_ERR, "fatal: LISTEN_FDS=%s: not a number", text);
+		return -1;
+	}
 	if ((n = number(fds, 0, SOCKS5_LISTENERS)) < 0) {
 		logmsg(LOG_ERR, "fatal: LISTEN_FDS=%s: at most %d sockets",
-		    fds, SOCKS5_LISTENERS);
+		    text, SOCKS5_LISTENERS);
 		return -1;
 	}
 	for (i = 0; i < n; i++)
