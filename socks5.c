@@ -153,6 +153,9 @@
 #ifndef SOCKS5_MAXWORKERS
 #define SOCKS5_MAXWORKERS	64	/* -w */
 #endif
+#ifndef SOCKS5_STOP_MS
+#define SOCKS5_STOP_MS		5000	/* workers' time to exit on SIGTERM */
+#endif
 #ifndef SOCKS5_LISTENERS
 #define SOCKS5_LISTENERS	8	/* listening sockets, opened or inherited */
 #endif
@@ -6054,6 +6057,71 @@ workers_start(void)
 	return DUE(first, srv.now) ? 0 : (int)(first - srv.now);
 }
 
+/* Has worker w exited? Reaped then; 0 while it runs. */
+static int
+worker_gone(struct worker *w)
+{
+	pid_t	 r;
+
+	if (w->pid <= 0)
+		return 1;
+	if ((r = waitpid(w->pid, NULL, WNOHANG)) == 0 ||
+	    (r == -1 && errno == EINTR))
+		return 0;
+	w->pid = -1;
+	return 1;
+}
+
+/* Reap the workers as they exit, for ms at most; how many are left. */
+static int
+workers_wait(unsigned long ms)
+{
+	struct pollfd	 p;
+	unsigned long	 until;
+	int		 k, left;
+
+	clock_update();
+	until = srv.now + ms;
+	for (;;) {
+		for (k = left = 0; k < srv.nworkers; k++)
+			left += !worker_gone(&srv.workers[k]);
+		if (left == 0 || DUE(until, srv.now))
+			return left;
+		p.fd = sig_pipe[0];	/* SIGCHLD pokes it */
+		p.events = POLLIN;
+		(void)poll(&p, 1, (int)(until - srv.now));
+		signals_drain();
+		clock_update();
+	}
+}
+
+/*
+ * Stop the workers: SIGTERM, and SIGCONT for one that is stopped
+ * (SIGSTOP) so that it acts on it, as systemd does. One still there
+ * SOCKS5_STOP_MS later (held by a debugger, wedged) is killed, logged,
+ * and waited for as long again: a traced one is reaped only once its
+ * tracer lets it go. The supervisor exits, and lets go of the
+ * listening sockets, in a bounded time whatever its workers do.
+ */
+static void
+workers_stop(void)
+{
+	int	 k;
+
+	workers_signal(SIGTERM);
+	workers_signal(SIGCONT);
+	if (workers_wait(SOCKS5_STOP_MS) == 0)
+		return;
+	for (k = 0; k < srv.nworkers; k++)
+		if (srv.workers[k].pid > 0) {
+			logmsg(LOG_ERR, "warning: worker %ld did not stop "
+			    "within %d ms of SIGTERM: killing it",
+			    (long)srv.workers[k].pid, SOCKS5_STOP_MS);
+			(void)kill(srv.workers[k].pid, SIGKILL);
+		}
+	(void)workers_wait(SOCKS5_STOP_MS);
+}
+
 /* The supervisor: n workers, until SIGTERM; then they stop, and it. */
 static int
 supervise(int n)
@@ -6100,12 +6168,7 @@ supervise(int n)
 			workers_signal(SIGUSR1);
 		}
 	}
-	workers_signal(SIGTERM);
-	for (k = 0; k < n; k++)
-		while (srv.workers[k].pid > 0 &&
-		    waitpid(srv.workers[k].pid, NULL, 0) == -1 &&
-		    errno == EINTR)
-			;
+	workers_stop();
 	return 0;
 }
 
