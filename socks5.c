@@ -7575,6 +7575,20 @@ left_out(int ch, const char *what)
 	return 64;
 }
 
+/*
+ * After -h or -V: 0 when standard output took the text, or 1 saying
+ * why (a full disk, a closed descriptor), as a failed write should.
+ */
+static int
+printed(void)
+{
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return 0;
+	(void)fprintf(stderr, "socks5: standard output: %s\n",
+	    strerror(errno));
+	return 1;
+}
+
 /* An unknown option, or one without its argument: getopt() said which. */
 static int
 bad_option(int ch)
@@ -8002,7 +8016,7 @@ main(int argc, char *argv[])
 	}
 	while ((ch = getopt(argc, argv, "46a:b:c:de:f:g:hik:l:L:m:p:P:t:u:U:Vvw:")) != -1)
 		if ((r = option(&cl, ch, optarg)) != OPT_TAKEN)
-			return r;
+			return r == 0 ? printed() : r;	/* 0: -h, -V */
 	if (optind != argc)
 		return bad("operand", argv[optind]);
 	if ((r = options_check(&cl)) != 0)
