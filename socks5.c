@@ -7990,6 +7990,8 @@ launcher_sockets(struct cmdline *cl)
 	if (cl->cf.nlisten > 0 || cl->port_given) {
 		logmsg(LOG_ERR, "fatal: -l and -p cannot be used with "
 		    "listening sockets from the launcher");
+		if (!opts_logged)	/* as every exit status 64 */
+			usage(stderr);
 		return 64;
 	}
 	cl->cf.listen_fds = cl->lfds;
