@@ -7880,6 +7880,13 @@ options_check(struct cmdline *cl)
 {
 	struct socks5_config	*cf = &cl->cf;
 
+	/* An empty name would fail only later, as the directory or no one */
+	if (cl->ro.pidfile != NULL && *cl->ro.pidfile == '\0')
+		return bad("pid file", cl->ro.pidfile);
+	if (cf->user_file != NULL && *cf->user_file == '\0')
+		return bad("user file", cf->user_file);
+	if (cl->ro.user != NULL && *cl->ro.user == '\0')
+		return bad("user", cl->ro.user);
 	if (cf->family == 6 && cf->bind_addr != NULL &&
 	    strchr(cf->bind_addr, ':') == NULL)
 		return bad("-b address for -6", cf->bind_addr);
