@@ -5141,10 +5141,15 @@ port_parse(const char *s)
 
 #define LISTEN_HOST	64	/* room for the address of an -l */
 
+#define LISTEN_MAPPED	(-2)	/* listen_spec_parse(): ::ffff:a.b.c.d */
+
 /*
  * A listen address as -l takes it: ADDR, ADDR:PORT or [ADDR]:PORT (an
- * IPv6 address with a port needs the brackets). Without a port: port.
- * The address as given goes to host (LISTEN_HOST bytes), for messages.
+ * IPv6 address with a port needs the brackets, and only it may have
+ * them). Without a port: port. The address as given goes to host
+ * (LISTEN_HOST bytes), for messages. -1 when spec is none of those;
+ * LISTEN_MAPPED for an IPv4-mapped address, which a socket with
+ * IPV6_V6ONLY cannot bind (EINVAL).
  */
 static int
 listen_spec_parse(union sockaddr_any *a, socklen_t *alen, char *host,
@@ -5171,7 +5176,13 @@ listen_spec_parse(union sockaddr_any *a, socklen_t *alen, char *host,
 		return -1;
 	memcpy(host, addr, (size_t)(end - addr));
 	host[end - addr] = '\0';
-	return addr_parse(a, alen, host, (int)p);
+	if (addr_parse(a, alen, host, (int)p) == -1 ||
+	    (addr != spec && a->sa.sa_family != AF_INET6))
+		return -1;
+	if (a->sa.sa_family == AF_INET6 &&
+	    memcmp(&a->sin6.sin6_addr, v4mapped, 12) == 0)
+		return LISTEN_MAPPED;
+	return 0;
 }
 
 /* Where a listener is, for the log: its address, or what we know. */
@@ -5260,7 +5271,7 @@ listener_open(const char *spec)
 	char			 host[LISTEN_HOST];
 	int			 spread = srv.spread;
 
-	if (listen_spec_parse(&a, &alen, host, spec, srv.conf.port) == -1) {
+	if (listen_spec_parse(&a, &alen, host, spec, srv.conf.port) != 0) {
 		logmsg(LOG_ERR, "fatal: bad listen address %s", spec);
 		return -1;
 	}
@@ -5622,7 +5633,7 @@ listen_specs_ok(const struct socks5_config *cf)
 
 	for (i = 0; i < cf->nlisten; i++)
 		if (cf->listen[i] == NULL ||
-		    listen_spec_parse(&a, &alen, host, cf->listen[i], 0) == -1)
+		    listen_spec_parse(&a, &alen, host, cf->listen[i], 0) != 0)
 			return 0;
 	return 1;
 }
@@ -5669,7 +5680,8 @@ config_check(const struct socks5_config *cf)
 	    (cf->nlisten > 0 && cf->listen == NULL))
 		why = "listen: more than SOCKS5_LISTENERS, or none given";
 	else if (!listen_specs_ok(cf))
-		why = "listen: an entry is not ADDR, ADDR:PORT or [ADDR]:PORT";
+		why = "listen: an entry is not ADDR, ADDR:PORT or [ADDR]:PORT, "
+		    "or is IPv4-mapped";
 	else if (cf->nlisten_fds < 0 || cf->nlisten_fds > SOCKS5_LISTENERS ||
 	    (cf->nlisten_fds > 0 && cf->listen_fds == NULL))
 		why = "listen_fds: more than SOCKS5_LISTENERS, or none given";
@@ -7741,12 +7753,20 @@ opt_listen(struct cmdline *cl, const char *arg)
 {
 	union sockaddr_any	 a;
 	socklen_t		 alen;
-	char			 host[LISTEN_HOST];
+	char			 host[LISTEN_HOST], why[96];
+	int			 r;
 
 	if (cl->cf.nlisten == SOCKS5_LISTENERS)
 		return bad("listen address (too many -l)", arg);
-	if (listen_spec_parse(&a, &alen, host, arg, 0) == -1)
+	if ((r = listen_spec_parse(&a, &alen, host, arg, 0)) == -1)
 		return bad("listen address", arg);
+	if (r == LISTEN_MAPPED) {
+		(void)strcpy(why, "listen address (IPv4-mapped, which "
+		    "IPV6_V6ONLY refuses: use ");
+		(void)inet_ntop(AF_INET, a.sin6.sin6_addr.s6_addr + 12,
+		    why + strlen(why), INET_ADDRSTRLEN);
+		return bad(strcat(why, ")"), arg);
+	}
 	cl->listen[cl->cf.nlisten++] = arg;
 	cl->cf.listen = cl->listen;
 	return OPT_TAKEN;
