@@ -105,7 +105,7 @@ JOBS	=
 # The quick build: the delays the tests wait on, shortened.  One source of
 # truth: the same words are passed to the tests (SOCKS5_QUICK_DEFS).
 QUICKDEFS = -DSOCKS5_AUTH_DELAY_MS=300 -DSOCKS5_FRAG_SECS=2 -DSOCKS5_HELPER_IDLE_MS=2000 \
-	-DSOCKS5_LINGER_MS=500
+	-DSOCKS5_LINGER_MS=500 -DSOCKS5_STOP_MS=1000
 SANFLAGS = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer
 

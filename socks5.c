@@ -153,6 +153,9 @@
 #ifndef SOCKS5_MAXWORKERS
 #define SOCKS5_MAXWORKERS	64	/* -w */
 #endif
+#ifndef SOCKS5_STOP_MS
+#define SOCKS5_STOP_MS		5000	/* workers' time to exit on SIGTERM */
+#endif
 #ifndef SOCKS5_LISTENERS
 #define SOCKS5_LISTENERS	8	/* listening sockets, opened or inherited */
 #endif
@@ -5136,15 +5139,22 @@ port_parse(const char *s)
 	return n == 0 || *s != '\0' || v > 65535 ? -1 : v;
 }
 
+#define LISTEN_HOST	64	/* room for the address of an -l */
+
+#define LISTEN_MAPPED	(-2)	/* listen_spec_parse(): ::ffff:a.b.c.d */
+
 /*
  * A listen address as -l takes it: ADDR, ADDR:PORT or [ADDR]:PORT (an
- * IPv6 address with a port needs the brackets). Without a port: port.
+ * IPv6 address with a port needs the brackets, and only it may have
+ * them). Without a port: port. The address as given goes to host
+ * (LISTEN_HOST bytes), for messages. -1 when spec is none of those;
+ * LISTEN_MAPPED for an IPv4-mapped address, which a socket with
+ * IPV6_V6ONLY cannot bind (EINVAL).
  */
 static int
-listen_spec_parse(union sockaddr_any *a, socklen_t *alen, const char *spec,
-    int port)
+listen_spec_parse(union sockaddr_any *a, socklen_t *alen, char *host,
+    const char *spec, int port)
 {
-	char		 host[64];
 	const char	*addr = spec, *end, *colon;
 	long		 p = port;
 
@@ -5162,11 +5172,17 @@ listen_spec_parse(union sockaddr_any *a, socklen_t *alen, const char *spec,
 			return -1;
 	} else
 		end = spec + strlen(spec);	/* an address alone */
-	if ((size_t)(end - addr) >= sizeof(host))
+	if ((size_t)(end - addr) >= LISTEN_HOST)
 		return -1;
 	memcpy(host, addr, (size_t)(end - addr));
 	host[end - addr] = '\0';
-	return addr_parse(a, alen, host, (int)p);
+	if (addr_parse(a, alen, host, (int)p) == -1 ||
+	    (addr != spec && a->sa.sa_family != AF_INET6))
+		return -1;
+	if (a->sa.sa_family == AF_INET6 &&
+	    memcmp(&a->sin6.sin6_addr, v4mapped, 12) == 0)
+		return LISTEN_MAPPED;
+	return 0;
 }
 
 /* Where a listener is, for the log: its address, or what we know. */
@@ -5252,16 +5268,17 @@ listener_open(const char *spec)
 	struct listener		*l = &srv.ls[srv.nls];
 	union sockaddr_any	 a;
 	socklen_t		 alen;
+	char			 host[LISTEN_HOST];
 	int			 spread = srv.spread;
 
-	if (listen_spec_parse(&a, &alen, spec, srv.conf.port) == -1) {
+	if (listen_spec_parse(&a, &alen, host, spec, srv.conf.port) != 0) {
 		logmsg(LOG_ERR, "fatal: bad listen address %s", spec);
 		return -1;
 	}
 	if ((spread && !port_free(&a)) ||
 	    (l->fd = listen_socket(&a, &spread)) == -1) {
-		logmsg(LOG_ERR, "fatal: listen on %s port %d: %s", spec,
-		    (int)sa_port(&a), strerror(errno));
+		logmsg(LOG_ERR, "fatal: listen on %s port %u: %s", host,
+		    sa_port(&a), strerror(errno));
 		return -1;
 	}
 	l->inherited = 0;
@@ -5283,6 +5300,11 @@ listener_adopt(int fd)
 	socklen_t	 len;
 	int		 type = 0;
 
+	if (fcntl(fd, F_GETFD) == -1) {
+		logmsg(LOG_ERR, "fatal: descriptor %d from the launcher is "
+		    "not open", fd);
+		return -1;
+	}
 	len = sizeof(type);
 	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1 ||
 	    type != SOCK_STREAM) {
@@ -5606,11 +5628,12 @@ listen_specs_ok(const struct socks5_config *cf)
 {
 	union sockaddr_any	 a;
 	socklen_t		 alen;
+	char			 host[LISTEN_HOST];
 	int			 i;
 
 	for (i = 0; i < cf->nlisten; i++)
 		if (cf->listen[i] == NULL ||
-		    listen_spec_parse(&a, &alen, cf->listen[i], 0) == -1)
+		    listen_spec_parse(&a, &alen, host, cf->listen[i], 0) != 0)
 			return 0;
 	return 1;
 }
@@ -5657,7 +5680,8 @@ config_check(const struct socks5_config *cf)
 	    (cf->nlisten > 0 && cf->listen == NULL))
 		why = "listen: more than SOCKS5_LISTENERS, or none given";
 	else if (!listen_specs_ok(cf))
-		why = "listen: an entry is not ADDR, ADDR:PORT or [ADDR]:PORT";
+		why = "listen: an entry is not ADDR, ADDR:PORT or [ADDR]:PORT, "
+		    "or is IPv4-mapped";
 	else if (cf->nlisten_fds < 0 || cf->nlisten_fds > SOCKS5_LISTENERS ||
 	    (cf->nlisten_fds > 0 && cf->listen_fds == NULL))
 		why = "listen_fds: more than SOCKS5_LISTENERS, or none given";
@@ -6045,6 +6069,71 @@ workers_start(void)
 	return DUE(first, srv.now) ? 0 : (int)(first - srv.now);
 }
 
+/* Has worker w exited? Reaped then; 0 while it runs. */
+static int
+worker_gone(struct worker *w)
+{
+	pid_t	 r;
+
+	if (w->pid <= 0)
+		return 1;
+	if ((r = waitpid(w->pid, NULL, WNOHANG)) == 0 ||
+	    (r == -1 && errno == EINTR))
+		return 0;
+	w->pid = -1;
+	return 1;
+}
+
+/* Reap the workers as they exit, for ms at most; how many are left. */
+static int
+workers_wait(unsigned long ms)
+{
+	struct pollfd	 p;
+	unsigned long	 until;
+	int		 k, left;
+
+	clock_update();
+	until = srv.now + ms;
+	for (;;) {
+		for (k = left = 0; k < srv.nworkers; k++)
+			left += !worker_gone(&srv.workers[k]);
+		if (left == 0 || DUE(until, srv.now))
+			return left;
+		p.fd = sig_pipe[0];	/* SIGCHLD pokes it */
+		p.events = POLLIN;
+		(void)poll(&p, 1, (int)(until - srv.now));
+		signals_drain();
+		clock_update();
+	}
+}
+
+/*
+ * Stop the workers: SIGTERM, and SIGCONT for one that is stopped
+ * (SIGSTOP) so that it acts on it, as systemd does. One still there
+ * SOCKS5_STOP_MS later (held by a debugger, wedged) is killed, logged,
+ * and waited for as long again: a traced one is reaped only once its
+ * tracer lets it go. The supervisor exits, and lets go of the
+ * listening sockets, in a bounded time whatever its workers do.
+ */
+static void
+workers_stop(void)
+{
+	int	 k;
+
+	workers_signal(SIGTERM);
+	workers_signal(SIGCONT);
+	if (workers_wait(SOCKS5_STOP_MS) == 0)
+		return;
+	for (k = 0; k < srv.nworkers; k++)
+		if (srv.workers[k].pid > 0) {
+			logmsg(LOG_ERR, "warning: worker %ld did not stop "
+			    "within %d ms of SIGTERM: killing it",
+			    (long)srv.workers[k].pid, SOCKS5_STOP_MS);
+			(void)kill(srv.workers[k].pid, SIGKILL);
+		}
+	(void)workers_wait(SOCKS5_STOP_MS);
+}
+
 /* The supervisor: n workers, until SIGTERM; then they stop, and it. */
 static int
 supervise(int n)
@@ -6091,12 +6180,7 @@ supervise(int n)
 			workers_signal(SIGUSR1);
 		}
 	}
-	workers_signal(SIGTERM);
-	for (k = 0; k < n; k++)
-		while (srv.workers[k].pid > 0 &&
-		    waitpid(srv.workers[k].pid, NULL, 0) == -1 &&
-		    errno == EINTR)
-			;
+	workers_stop();
 	return 0;
 }
 
@@ -6115,8 +6199,10 @@ serve_loop(const struct socks5_config *cf, const struct run_opts *ro)
 #endif
 	if (ro->workers > 1)		/* as the user that bound them */
 		listeners_spread(ro->workers);
-	if (pipe(sig_pipe) == -1)
+	if (pipe(sig_pipe) == -1) {
+		logmsg(LOG_ERR, "fatal: pipe: %s", strerror(errno));
 		goto out;
+	}
 	(void)set_nonblock(sig_pipe[0]);
 	(void)set_nonblock(sig_pipe[1]);
 	set_cloexec(sig_pipe[0]);
@@ -7445,9 +7531,43 @@ number(const char *s, long lo, long hi)
 	return v;
 }
 
+/*
+ * With -i among the options, descriptors 0, 1 and 2 may all be the
+ * client's connection (inetd puts it on the three): option errors are
+ * logged to syslog then, without the usage, and nothing is written there.
+ */
+static int	 opts_logged;
+
+/*
+ * Is -i among the options? Asked before getopt(), since an error may
+ * come before the -i. A word of flags with an i in it counts (-i, -vi);
+ * the i of "-ti" is -t's argument. The one word it can mistake, an
+ * argument spelled "-i", sends no more than a usage error to syslog.
+ */
+static int
+inetd_asked(int argc, char *argv[])
+{
+	const char	*p;
+	int		 i;
+
+	for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (argv[i][0] != '-')
+			continue;
+		for (p = argv[i] + 1; *p != '\0' && strchr("46dhVv", *p); p++)
+			;
+		if (*p == 'i')
+			return 1;
+	}
+	return 0;
+}
+
 static int
 bad(const char *what, const char *arg)
 {
+	if (opts_logged) {
+		logmsg(LOG_ERR, "bad %s: %s", what, arg);
+		return 64;
+	}
 	(void)fprintf(stderr, "socks5: bad %s: %s\n", what, arg);
 	usage(stderr);
 	return 64;
@@ -7457,9 +7577,38 @@ bad(const char *what, const char *arg)
 static int
 left_out(int ch, const char *what)
 {
+	if (opts_logged) {
+		logmsg(LOG_ERR, "-%c: %s left out of this build", ch, what);
+		return 64;
+	}
 	(void)fprintf(stderr, "socks5: -%c: %s left out of this build\n", ch,
 	    what);
 	usage(stderr);
+	return 64;
+}
+
+/*
+ * After -h or -V: 0 when standard output took the text, or 1 saying
+ * why (a full disk, a closed descriptor), as a failed write should.
+ */
+static int
+printed(void)
+{
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return 0;
+	(void)fprintf(stderr, "socks5: standard output: %s\n",
+	    strerror(errno));
+	return 1;
+}
+
+/* An unknown option, or one without its argument: getopt() said which. */
+static int
+bad_option(int ch)
+{
+	if (opts_logged)
+		logmsg(LOG_ERR, "bad option -%c, or its argument missing", ch);
+	else
+		usage(stderr);
 	return 64;
 }
 
@@ -7604,11 +7753,20 @@ opt_listen(struct cmdline *cl, const char *arg)
 {
 	union sockaddr_any	 a;
 	socklen_t		 alen;
+	char			 host[LISTEN_HOST], why[96];
+	int			 r;
 
 	if (cl->cf.nlisten == SOCKS5_LISTENERS)
 		return bad("listen address (too many -l)", arg);
-	if (listen_spec_parse(&a, &alen, arg, 0) == -1)
+	if ((r = listen_spec_parse(&a, &alen, host, arg, 0)) == -1)
 		return bad("listen address", arg);
+	if (r == LISTEN_MAPPED) {
+		(void)strcpy(why, "listen address (IPv4-mapped, which "
+		    "IPV6_V6ONLY refuses: use ");
+		(void)inet_ntop(AF_INET, a.sin6.sin6_addr.s6_addr + 12,
+		    why + strlen(why), INET_ADDRSTRLEN);
+		return bad(strcat(why, ")"), arg);
+	}
 	cl->listen[cl->cf.nlisten++] = arg;
 	cl->cf.listen = cl->listen;
 	return OPT_TAKEN;
@@ -7649,6 +7807,9 @@ option(struct cmdline *cl, int ch, const char *arg)
 {
 	struct socks5_config	*cf = &cl->cf;
 
+	/* Their output would go to the client. */
+	if (opts_logged && (ch == 'h' || ch == 'V'))
+		return bad("option with -i", ch == 'h' ? "-h" : "-V");
 	switch (ch) {
 	case '4':
 	case '6':
@@ -7729,8 +7890,7 @@ option(struct cmdline *cl, int ch, const char *arg)
 		return opt_number(&cl->ro.workers, arg, 1, SOCKS5_MAXWORKERS,
 		    "worker count");
 	default:
-		usage(stderr);
-		return 64;
+		return bad_option(optopt);
 	}
 }
 
@@ -7740,6 +7900,13 @@ options_check(struct cmdline *cl)
 {
 	struct socks5_config	*cf = &cl->cf;
 
+	/* An empty name would fail only later, as the directory or no one */
+	if (cl->ro.pidfile != NULL && *cl->ro.pidfile == '\0')
+		return bad("pid file", cl->ro.pidfile);
+	if (cf->user_file != NULL && *cf->user_file == '\0')
+		return bad("user file", cf->user_file);
+	if (cl->ro.user != NULL && *cl->ro.user == '\0')
+		return bad("user", cl->ro.user);
 	if (cf->family == 6 && cf->bind_addr != NULL &&
 	    strchr(cf->bind_addr, ':') == NULL)
 		return bad("-b address for -6", cf->bind_addr);
@@ -7770,20 +7937,27 @@ options_check(struct cmdline *cl)
 /*
  * systemd's socket activation: when LISTEN_PID is this process,
  * LISTEN_FDS descriptors from 3 on are listening sockets. Returns how
- * many (0: none were passed), or -1.
+ * many (0: none were passed), or -1. As sd_listen_fds(3) has it,
+ * LISTEN_FDS=0 passes none, and one that is not a number is an error.
  */
 static int
 sockets_from_systemd(struct cmdline *cl)
 {
 	const char	*pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	char		 text[64];
 	long		 i, n;
 
 	if (pid == NULL || fds == NULL ||
 	    number(pid, 1, 2147483647L) != (long)getpid())
 		return 0;
+	(void)escape(text, sizeof(text), fds, strlen(fds));
+	if (fds[0] == '\0' || fds[strspn(fds, "0123456789")] != '\0') {
+		logmsg(LOG_ERR, "fatal: LISTEN_FDS=%s: not a number", text);
+		return -1;
+	}
 	if ((n = number(fds, 0, SOCKS5_LISTENERS)) < 0) {
 		logmsg(LOG_ERR, "fatal: LISTEN_FDS=%s: at most %d sockets",
-		    fds, SOCKS5_LISTENERS);
+		    text, SOCKS5_LISTENERS);
 		return -1;
 	}
 	for (i = 0; i < n; i++)
@@ -7843,6 +8017,8 @@ launcher_sockets(struct cmdline *cl)
 	if (cl->cf.nlisten > 0 || cl->port_given) {
 		logmsg(LOG_ERR, "fatal: -l and -p cannot be used with "
 		    "listening sockets from the launcher");
+		if (!opts_logged)	/* as every exit status 64 */
+			usage(stderr);
 		return 64;
 	}
 	cl->cf.listen_fds = cl->lfds;
@@ -7861,13 +8037,17 @@ main(int argc, char *argv[])
 
 	memset(&cl, 0, sizeof(cl));
 	socks5_config_init(&cl.cf);
+	if (inetd_asked(argc, argv)) {
+		opts_logged = 1;
+		opterr = 0;		/* getopt() would write on fd 2 */
+		srv.conf.log = SOCKS5_LOG_SYSLOG;
+		openlog("socks5", LOG_PID, LOG_DAEMON);
+	}
 	while ((ch = getopt(argc, argv, "46a:b:c:de:f:g:hik:l:L:m:p:P:t:u:U:Vvw:")) != -1)
 		if ((r = option(&cl, ch, optarg)) != OPT_TAKEN)
-			return r;
-	if (optind != argc) {
-		usage(stderr);
-		return 64;
-	}
+			return r == 0 ? printed() : r;	/* 0: -h, -V */
+	if (optind != argc)
+		return bad("operand", argv[optind]);
 	if ((r = options_check(&cl)) != 0)
 		return r;
 	if (stdfds_open(cl.inetd, &wfd) == -1) {
