@@ -7852,6 +7852,8 @@ option(struct cmdline *cl, int ch, const char *arg)
 	case 'k':
 		if (!WITH_GSSAPI)
 			return left_out(ch, "GSS-API is");
+		if (*arg == '\0')
+			return bad("keytab", arg);
 		cl->ro.gss.keytab = arg;
 		return OPT_TAKEN;
 	case 'l':
