@@ -6703,12 +6703,11 @@ gss_send(const struct session *s, int type, const gss_buffer_desc *t)
 		w = write(s->fd[FD_CLIENT_OUT], gss_out + off, n - off);
 		if (w > 0)
 			off += (size_t)w;
-		else if (w < 0 && AGAIN(errno))
-			(void)gss_wait(s, s->fd[FD_CLIENT_OUT], POLLOUT);
+		else if (w < 0 && AGAIN(errno) &&
+		    gss_wait(s, s->fd[FD_CLIENT_OUT], POLLOUT))
+			continue;
 		else
-			return -1;
-		if (off < n && DUE(s->deadline, srv.now))
-			return -1;
+			return -1;	/* gone, or not taking it in time */
 	}
 	return 0;
 }
@@ -6927,7 +6926,7 @@ gss_negotiate_level(struct session *s)
 	unsigned char	 octet;
 	long		 len;
 	int		 asked, r;
-	char		 why[48];
+	char		 why[64];
 
 	if ((len = gss_recv(s, GSS_MSG_LEVEL)) < 0)
 		return -1;
