@@ -274,12 +274,7 @@ def stop(d):
     except (OSError, ValueError):
         wpid = 0
     if wpid > 0:
-        try:
-            with open("/proc/%d/cmdline" % wpid, "rb") as f:
-                if b"_watch" in f.read():
-                    os.kill(wpid, signal.SIGTERM)
-        except (OSError, ProcessLookupError):
-            pass
+        kill_if(wpid, b"_watch")
     if pid > 0:
         # Only kill it if it is still our krb5kdc (pid not reused).
         try:
@@ -308,6 +303,16 @@ def stop(d):
     return 0
 
 
+def kill_if(pid, marker):
+    """SIGTERM pid if its command line still holds marker (not reused)."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            if marker in f.read():
+                os.kill(pid, signal.SIGTERM)
+    except (OSError, ProcessLookupError):
+        pass
+
+
 def watch(kdc, parent, max_life):
     """Watchdog: end the KDC when `parent` exits or after max_life s."""
     end = time.time() + max_life if max_life > 0 else None
@@ -323,12 +328,7 @@ def watch(kdc, parent, max_life):
 
     while alive(kdc):
         if (parent > 0 and not alive(parent)) or (end and time.time() > end):
-            try:
-                with open("/proc/%d/cmdline" % kdc, "rb") as f:
-                    if b"krb5kdc" in f.read():
-                        os.kill(kdc, signal.SIGTERM)
-            except (OSError, ProcessLookupError):
-                pass
+            kill_if(kdc, b"krb5kdc")
             return 0
         time.sleep(0.5)
     return 0
