@@ -6605,14 +6605,22 @@ gss_status_log(void)
 		    SOCKS5_GSS_SESSIONS);
 }
 
-/* The processes of ended sessions. */
+/*
+ * The processes of ended sessions; one killed by a signal could not log
+ * its session, so this says so.
+ */
 static void
 gss_reap(void)
 {
-	int	 i;
+	pid_t	 pid;
+	int	 i, st = 0;
 
 	for (i = 0; i < srv.ngss; )
-		if (waitpid(srv.gss_pid[i], NULL, WNOHANG) != 0) {
+		if ((pid = waitpid(srv.gss_pid[i], &st, WNOHANG)) != 0) {
+			if (pid > 0 && WIFSIGNALED(st) && !got_term)
+				logmsg(LOG_WARNING, "warning: gssapi: session "
+				    "process %ld killed by signal %d",
+				    (long)pid, WTERMSIG(st));
 			srv.ngss--;
 			srv.gss_pid[i] = srv.gss_pid[srv.ngss];
 			srv.gss_fam[i] = srv.gss_fam[srv.ngss];
