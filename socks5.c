@@ -7729,6 +7729,26 @@ opt_levels(struct cmdline *cl, const char *arg)
 	return OPT_TAKEN;
 }
 
+/* -g, -k and -L, GSS-API's: OPT_TAKEN, or the usage exit status. */
+static int
+opt_gss(struct cmdline *cl, int ch, const char *arg)
+{
+	if (!WITH_GSSAPI)
+		return left_out(ch, "GSS-API is");
+	if (ch == 'L')
+		return opt_levels(cl, arg);
+	if (ch == 'k') {
+		if (*arg == '\0')
+			return bad("keytab", arg);
+		cl->ro.gss.keytab = arg;
+		return OPT_TAKEN;
+	}
+	if (*arg == '\0' || strcspn(arg, "/@") != strlen(arg))
+		return bad("service name", arg);	/* not a principal */
+	cl->ro.gss.service = arg;
+	return OPT_TAKEN;
+}
+
 /* An address option: OPT_TAKEN, or the usage exit status. */
 static int
 opt_address(const char **dst, const char *arg)
@@ -7808,15 +7828,50 @@ opt_buffers(struct socks5_config *cf, const char *arg)
 	    "buffer count");
 }
 
+/*
+ * -h and -V: the usage or the release on standard output, exit 0 (the
+ * caller checks that standard output took it); with -i a usage error,
+ * as their output would go to the client.
+ */
+static int
+opt_info(int ch)
+{
+	if (opts_logged)
+		return bad("option with -i", ch == 'h' ? "-h" : "-V");
+	if (ch == 'h')
+		usage(stdout);
+	else
+		(void)printf("socks5 %s%s%s\n", SOCKS5_RELEASE, without,
+		    WITH_GSSAPI ? " (with gssapi)" : "");
+	return 0;
+}
+
+/* -d, -P, -U and -w, what main() adds around the loop: as option(). */
+static int
+opt_run(struct cmdline *cl, int ch, const char *arg)
+{
+	switch (ch) {
+	case 'd':
+		cl->ro.daemon = 1;
+		return OPT_TAKEN;
+	case 'P':
+		cl->ro.pidfile = arg;
+		return OPT_TAKEN;
+	case 'U':
+		cl->ro.user = arg;
+		return OPT_TAKEN;
+	default:
+		return opt_number(&cl->ro.workers, arg, 1, SOCKS5_MAXWORKERS,
+		    "worker count");
+	}
+}
+
 /* One command-line option into cl: OPT_TAKEN, or an exit status. */
 static int
 option(struct cmdline *cl, int ch, const char *arg)
 {
 	struct socks5_config	*cf = &cl->cf;
 
-	/* Their output would go to the client. */
-	if (opts_logged && (ch == 'h' || ch == 'V'))
-		return bad("option with -i", ch == 'h' ? "-h" : "-V");
 	switch (ch) {
 	case '4':
 	case '6':
@@ -7832,8 +7887,10 @@ option(struct cmdline *cl, int ch, const char *arg)
 		return opt_number(&cf->max_sessions, arg, 1, 65535,
 		    "session count");
 	case 'd':
-		cl->ro.daemon = 1;
-		return OPT_TAKEN;
+	case 'P':
+	case 'U':
+	case 'w':
+		return opt_run(cl, ch, arg);
 	case 'e':
 		if (!WITH_BIND && !WITH_UDP)
 			return left_out(ch, "BIND and UDP ASSOCIATE are");
@@ -7844,39 +7901,22 @@ option(struct cmdline *cl, int ch, const char *arg)
 		return opt_number(&cf->frag_timeout, arg, SOCKS5_FRAG_SECS,
 		    3600, "reassembly timeout");
 	case 'g':
-		if (!WITH_GSSAPI)
-			return left_out(ch, "GSS-API is");
-		if (*arg == '\0' || strcspn(arg, "/@") != strlen(arg))
-			return bad("service name", arg);	/* not a principal */
-		cl->ro.gss.service = arg;
-		return OPT_TAKEN;
+	case 'k':
+	case 'L':
+		return opt_gss(cl, ch, arg);
 	case 'h':
-		usage(stdout);
-		return 0;
+	case 'V':
+		return opt_info(ch);
 	case 'i':
 		cl->inetd = 1;
 		return OPT_TAKEN;
-	case 'k':
-		if (!WITH_GSSAPI)
-			return left_out(ch, "GSS-API is");
-		if (*arg == '\0')
-			return bad("keytab", arg);
-		cl->ro.gss.keytab = arg;
-		return OPT_TAKEN;
 	case 'l':
 		return opt_listen(cl, arg);
-	case 'L':
-		if (!WITH_GSSAPI)
-			return left_out(ch, "GSS-API is");
-		return opt_levels(cl, arg);
 	case 'm':
 		return opt_buffers(cf, arg);
 	case 'p':
 		cl->port_given = 1;
 		return opt_number(&cf->port, arg, 0, 65535, "port");
-	case 'P':
-		cl->ro.pidfile = arg;
-		return OPT_TAKEN;
 	case 't':
 		return opt_number(&cf->idle_timeout, arg, 1, (long)LONGEST_WAIT_S,
 		    "timeout");
@@ -7885,19 +7925,9 @@ option(struct cmdline *cl, int ch, const char *arg)
 			return left_out(ch, "logins are");
 		cf->user_file = arg;
 		return OPT_TAKEN;
-	case 'U':
-		cl->ro.user = arg;
-		return OPT_TAKEN;
 	case 'v':
 		cf->verbose++;
 		return OPT_TAKEN;
-	case 'V':
-		(void)printf("socks5 %s%s%s\n", SOCKS5_RELEASE, without,
-		    WITH_GSSAPI ? " (with gssapi)" : "");
-		return 0;
-	case 'w':
-		return opt_number(&cl->ro.workers, arg, 1, SOCKS5_MAXWORKERS,
-		    "worker count");
 	default:
 		return bad_option(optopt);
 	}
